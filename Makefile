@@ -1,0 +1,43 @@
+# fleetcast: every target sets up what it needs, so `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test test-fast lint format system-deps bench bench-quick e2e clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "fleetcast needs $(PYTHON) (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,operator]'
+	touch $(STAMP)
+
+## The gateway on the embedded in-memory broker, demo page at http://127.0.0.1:8000/
+run: $(STAMP)
+	$(BIN)/fleetcast serve
+
+## The whole suite: unit, contract, integration (real redis-server and uvicorn processes), operator, chart, browser.
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## Unit tests only: pure code, no processes, a few seconds.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+## Installs the system packages the suite talks to (redis-server), where apt is there to do it.
+system-deps:
+	@bash scripts/system-deps
+
+lint: $(STAMP)
+	$(BIN)/ruff check service operator tests bench
+	$(BIN)/ruff format --check service operator tests bench
+	$(BIN)/mypy service/fleetcast operator/fleetcast_operator
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix service operator tests bench
+	$(BIN)/ruff format service operator tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,176 @@
+"""The channel policy: how one channel family behaves, as declared by a ``Channel`` resource.
+
+The operator turns a ``Channel``'s ``spec`` into a :class:`ChannelPolicy` and writes its JSON to the hash
+:data:`fleetcast.contract.keys.POLICIES` under the family name; pods read it and apply it to the family's
+channels (``chat`` governs ``chat`` and every ``chat:<suffix>``). The JSON uses the CRD's camelCase field names,
+so the spec and the stored policy read alike. Every field has a default: ``spec: {}`` is a valid Channel.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+Transport = Literal["ws", "sse"]
+SlowConsumerPolicy = Literal["disconnect", "dropOldest", "conflate"]
+
+TRANSPORTS: tuple[Transport, ...] = ("ws", "sse")
+SLOW_CONSUMER_POLICIES: tuple[SlowConsumerPolicy, ...] = ("disconnect", "dropOldest", "conflate")
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""The fleet-wide ceiling for one event's payload; a policy may lower it, never raise it."""
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``15m``, ``1h30m`` or ``7d``; ``ValueError`` otherwise."""
+    match = _DURATION.match(text.strip()) if text else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration such as 90s, 15m, 1h30m or 7d")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPolicy:
+    """Everything a pod needs to know about a channel family."""
+
+    transports: tuple[Transport, ...] = TRANSPORTS
+    """Transports clients may subscribe with."""
+    history_max_events: int | None = 1000
+    """Keep at least this many events for replay (``MAXLEN ~`` on Redis, exact in memory); None: no cap."""
+    history_max_age: float | None = None
+    """Keep events at least this many seconds (``MINID ~`` on Redis); None: no age limit."""
+    publish_from_clients: bool = False
+    """Whether WebSocket clients may publish (backends always may, with the publish key)."""
+    subscribe_anonymous: bool = True
+    """Whether clients without a token may subscribe."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """Largest event payload accepted (the encoded ``data``)."""
+    publish_per_second: float | None = None
+    """Token-bucket rate for publishes on one channel of the family; None: unlimited."""
+    slow_consumer: SlowConsumerPolicy = "disconnect"
+    """What to do with a subscriber whose outbox is full."""
+    slow_consumer_buffer: int = 1000
+    """Outbox bound in events for one subscriber of this family."""
+    conflate_by: str = "type"
+    """With ``conflate``: events with the same value of this key replace each other (``type`` or a top-level
+    field of ``data``)."""
+    declared: bool = True
+    """False for the built-in default that governs families no Channel declares."""
+
+    def to_spec(self) -> dict[str, Any]:
+        """The policy as a ``Channel`` spec (camelCase), which is also its stored JSON form."""
+        history: dict[str, Any] = {}
+        if self.history_max_events is not None:
+            history["maxEvents"] = self.history_max_events
+        if self.history_max_age is not None:
+            history["maxAge"] = f"{int(self.history_max_age)}s"
+        limits: dict[str, Any] = {"maxMessageBytes": self.max_message_bytes}
+        if self.publish_per_second is not None:
+            limits["publishPerSecond"] = self.publish_per_second
+        return {
+            "transports": list(self.transports),
+            "history": history,
+            "publish": {"fromClients": self.publish_from_clients},
+            "subscribe": {"anonymous": self.subscribe_anonymous},
+            "limits": limits,
+            "slowConsumer": {
+                "policy": self.slow_consumer,
+                "buffer": self.slow_consumer_buffer,
+                "conflateBy": self.conflate_by,
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_spec(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChannelPolicy:
+        return cls.from_spec(json.loads(text))
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> ChannelPolicy:
+        """Validate a ``Channel`` spec and build the policy; ``ValueError`` names the first bad field."""
+        spec = _section(spec, "spec")
+        history = _section(spec.get("history"), "history")
+        publish = _section(spec.get("publish"), "publish")
+        subscribe = _section(spec.get("subscribe"), "subscribe")
+        limits = _section(spec.get("limits"), "limits")
+        slow = _section(spec.get("slowConsumer"), "slowConsumer")
+        defaults = cls()
+
+        transports = spec.get("transports", list(defaults.transports))
+        if (
+            not isinstance(transports, list)
+            or not transports
+            or any(t not in TRANSPORTS for t in transports)
+        ):
+            raise ValueError(f"transports must be a non-empty list of {list(TRANSPORTS)}, got {transports!r}")
+
+        max_events = history.get("maxEvents", defaults.history_max_events)
+        if max_events is not None and (not _is_int(max_events) or max_events < 0):
+            raise ValueError(f"history.maxEvents must be a whole number >= 0, got {max_events!r}")
+        max_age_text = history.get("maxAge")
+        if max_age_text is not None and not isinstance(max_age_text, str):
+            raise ValueError(f"history.maxAge must be a duration string such as 1h, got {max_age_text!r}")
+        max_age = parse_duration(max_age_text) if max_age_text is not None else None
+
+        max_bytes = limits.get("maxMessageBytes", defaults.max_message_bytes)
+        if not _is_int(max_bytes) or not 1 <= max_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(f"limits.maxMessageBytes must be between 1 and {MAX_MESSAGE_BYTES}, got {max_bytes!r}")
+        rate = limits.get("publishPerSecond")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
+            raise ValueError(f"limits.publishPerSecond must be a number > 0, got {rate!r}")
+
+        policy = slow.get("policy", defaults.slow_consumer)
+        if policy not in SLOW_CONSUMER_POLICIES:
+            raise ValueError(f"slowConsumer.policy must be one of {list(SLOW_CONSUMER_POLICIES)}, got {policy!r}")
+        buffer = slow.get("buffer", defaults.slow_consumer_buffer)
+        if not _is_int(buffer) or not 1 <= buffer <= 1_000_000:
+            raise ValueError(f"slowConsumer.buffer must be between 1 and 1000000, got {buffer!r}")
+        conflate_by = slow.get("conflateBy", defaults.conflate_by)
+        if not isinstance(conflate_by, str) or not conflate_by:
+            raise ValueError(f"slowConsumer.conflateBy must be a non-empty string, got {conflate_by!r}")
+
+        return cls(
+            transports=tuple(transports),
+            history_max_events=max_events,
+            history_max_age=max_age,
+            publish_from_clients=_flag(publish, "fromClients", defaults.publish_from_clients),
+            subscribe_anonymous=_flag(subscribe, "anonymous", defaults.subscribe_anonymous),
+            max_message_bytes=max_bytes,
+            publish_per_second=float(rate) if rate is not None else None,
+            slow_consumer=policy,
+            slow_consumer_buffer=buffer,
+            conflate_by=conflate_by,
+        )
+
+    def undeclared(self) -> ChannelPolicy:
+        """This policy marked as the default for families that no Channel declares."""
+        return replace(self, declared=False)
+
+
+def _section(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be an object, got {value!r}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _flag(section: dict[str, Any], key: str, default: bool) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+DEFAULT_POLICY = ChannelPolicy()
+"""The policy of a ``Channel`` with ``spec: {}``."""
