@@ -1,0 +1,158 @@
+"""The embedded broker: every channel's stream in this process's memory.
+
+For a laptop and for tests of the layers above: one process is the whole fleet. It keeps the semantics of
+:mod:`fleetcast.broker.base` exactly (ids, ordering, gaps, idempotency), and trims retention exactly where
+Redis trims approximately. Live delivery is batched: events published in one turn of the event loop reach the
+hub as one batch per channel, as a Redis reader's ``XREAD COUNT`` batch would.
+
+It deliberately does not persist anything or share anything between processes; a restart loses history, and a
+client resuming with an id from before the restart is told so with a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+
+from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, Event, History, Retention, StreamInfo
+from fleetcast.core import ids
+from fleetcast.core.ids import EventId
+
+
+class _Stream:
+    __slots__ = ("events", "ids", "last", "max_deleted")
+
+    def __init__(self) -> None:
+        self.ids: deque[EventId] = deque()
+        self.events: deque[Event] = deque()
+        self.last: EventId = ids.ZERO
+        self.max_deleted: EventId = ids.ZERO
+
+    def append(self, event_id: EventId, event: Event, retention: Retention, now_ms: int) -> None:
+        self.ids.append(event_id)
+        self.events.append(event)
+        self.last = event_id
+        if retention.max_events is not None:
+            while len(self.ids) > retention.max_events:
+                self._pop_head()
+        if retention.max_age_seconds is not None:
+            oldest_ms = now_ms - int(retention.max_age_seconds * 1000)
+            while self.ids and self.ids[0][0] < oldest_ms:
+                self._pop_head()
+
+    def _pop_head(self) -> None:
+        self.max_deleted = self.ids.popleft()
+        self.events.popleft()
+
+    def knows(self, event_id: EventId) -> bool:
+        """Whether ``event_id`` was ever an event of this stream (retained now, or trimmed)."""
+        if event_id <= self.max_deleted:
+            return True
+        index = bisect.bisect_left(self.ids, event_id)
+        return index < len(self.ids) and self.ids[index] == event_id
+
+
+class MemoryBroker:
+    """An in-process :class:`fleetcast.broker.base.Broker`."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, _Stream] = {}
+        self._watched: set[str] = set()
+        self._deliver: Delivery | None = None
+        self._pending: dict[str, list[Event]] = {}
+        self._flush_scheduled = False
+        self._idempotency: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def start(self, deliver: Delivery) -> None:
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        self._deliver = None
+        self._watched.clear()
+        self._pending.clear()
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        type: str,
+        *,
+        retention: Retention,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str:
+        now = time.time()
+        if idempotency_key is not None:
+            self._expire_idempotency(now)
+            remembered = self._idempotency.get((channel, idempotency_key))
+            if remembered is not None:
+                return remembered[0]
+        stream = self._streams.get(channel)
+        if stream is None:
+            stream = self._streams[channel] = _Stream()
+        now_ms = int(now * 1000)
+        event_id = ids.next_id(stream.last, now_ms)
+        event = Event(ids.format_id(event_id), type, data, traceparent)
+        stream.append(event_id, event, retention, now_ms)
+        if idempotency_key is not None:
+            self._idempotency[(channel, idempotency_key)] = (event.id, now + IDEMPOTENCY_SECONDS)
+        if channel in self._watched:
+            self._pending.setdefault(channel, []).append(event)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        return event.id
+
+    def _expire_idempotency(self, now: float) -> None:
+        # Entries are kept in insertion order, which is expiry order: pop from the front while expired.
+        while self._idempotency:
+            key, (_, expires) = next(iter(self._idempotency.items()))
+            if expires > now:
+                break
+            del self._idempotency[key]
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        deliver = self._deliver
+        if deliver is None:
+            return
+        for channel, events in pending.items():
+            if channel in self._watched:
+                deliver(channel, events)
+
+    async def read(self, channel: str, since: str, limit: int) -> History:
+        since_id = ids.parse(since)
+        stream = self._streams.get(channel)
+        if stream is None:
+            # This process never saw the channel: a non-zero position means history was lost (a restart).
+            return History(events=(), gap=since_id > ids.ZERO, earliest=None, latest=None)
+        gap = stream.max_deleted > since_id or (since_id > ids.ZERO and not stream.knows(since_id))
+        start = 0 if gap else bisect.bisect_right(stream.ids, since_id)
+        events: Sequence[Event] = [stream.events[i] for i in range(start, min(start + limit, len(stream.events)))]
+        return History(
+            events=events,
+            gap=gap,
+            earliest=stream.events[0].id if stream.events else None,
+            latest=ids.format_id(stream.last) if stream.last > ids.ZERO else None,
+        )
+
+    async def info(self, channel: str) -> StreamInfo:
+        stream = self._streams.get(channel)
+        if stream is None or not stream.events:
+            return StreamInfo(length=0, earliest=None, latest=None)
+        return StreamInfo(length=len(stream.events), earliest=stream.events[0].id, latest=stream.events[-1].id)
+
+    async def watch(self, channel: str) -> None:
+        self._watched.add(channel)
+
+    async def unwatch(self, channel: str) -> None:
+        self._watched.discard(channel)
+        self._pending.pop(channel, None)
