@@ -1,0 +1,139 @@
+{{/* Names, labels and the small computed values every template shares. */}}
+
+{{- define "fleetcast.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<release>-fleetcast", or the release name when it already contains the chart name. */}}
+{{- define "fleetcast.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "fleetcast.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every resource; `component` is passed as a dict key. */}}
+{{- define "fleetcast.labels" -}}
+helm.sh/chart: {{ include "fleetcast.chart" .root }}
+{{ include "fleetcast.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: fleetcast
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "fleetcast.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fleetcast.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "fleetcast.operator.fullname" -}}
+{{- printf "%s-operator" (include "fleetcast.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "fleetcast.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "fleetcast.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "fleetcast.redis.fullname" -}}
+{{- printf "%s-redis" (include "fleetcast.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "fleetcast.gateway.name" -}}
+{{- default (include "fleetcast.fullname" .) .Values.gateway.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels the operator puts on the gateway pods and Service it creates from a Gateway; the NetworkPolicy and the
+ServiceMonitor select on them. They must match fleetcast_operator's naming.
+*/}}
+{{- define "fleetcast.gateway.selectorLabels" -}}
+app.kubernetes.io/name: fleetcast-gateway
+app.kubernetes.io/instance: {{ include "fleetcast.gateway.name" . }}
+{{- end }}
+
+{{/* "repository:tag" or "repository@digest"; `image` and `root` are passed as dict keys. */}}
+{{- define "fleetcast.image" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Fails the render when no Redis is configured, so a broken release never reaches the cluster. */}}
+{{- define "fleetcast.redis.validate" -}}
+{{- if and (not .Values.redis.enabled) (not .Values.redis.external.url) (not .Values.redis.existingSecret) }}
+{{- fail "redis: set redis.enabled=true, or redis.external.url, or redis.existingSecret" }}
+{{- end }}
+{{- if and .Values.redis.existingSecretPasswordKey (not .Values.redis.existingSecret) }}
+{{- fail "redis.existingSecretPasswordKey needs redis.existingSecret" }}
+{{- end }}
+{{- if and .Values.redis.existingSecretPasswordKey (not .Values.redis.enabled) }}
+{{- fail "redis.existingSecretPasswordKey sets the password of the in-release Redis; it needs redis.enabled=true" }}
+{{- end }}
+{{- end }}
+
+{{/* The Redis URL when it is not secret: the in-release Redis without a password, or redis.external.url. */}}
+{{- define "fleetcast.redis.url" -}}
+{{- if .Values.redis.external.url }}
+{{- .Values.redis.external.url }}
+{{- else }}
+{{- printf "redis://%s.%s.svc:6379/%d" (include "fleetcast.redis.fullname" .) .Release.Namespace (int .Values.redis.database) }}
+{{- end }}
+{{- end }}
+
+{{/* The FLEETCAST_REDIS_URL EnvVar: from existingSecret when given (credentials stay in the Secret), else inline. */}}
+{{- define "fleetcast.redis.env" -}}
+- name: FLEETCAST_REDIS_URL
+{{- if .Values.redis.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretUrlKey }}
+{{- else }}
+  value: {{ include "fleetcast.redis.url" . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Pull secrets shared by every pod the chart creates. */}}
+{{- define "fleetcast.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The non-root, read-only, no-capabilities context of the chart's short-lived hook pods. */}}
+{{- define "fleetcast.hook.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "fleetcast.hook.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+{{- end }}
