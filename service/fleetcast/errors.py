@@ -36,6 +36,10 @@ class InvalidEventId(BadRequest):
     code = "invalid_event_id"
 
 
+class NotSubscribed(BadRequest):
+    code = "not_subscribed"
+
+
 class Unauthorized(FleetcastError):
     status = 401
     code = "unauthorized"

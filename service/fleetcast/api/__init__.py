@@ -1,0 +1,1 @@
+"""Plain HTTP endpoints: publish, history, channel info, health, readiness, the demo page."""

@@ -1,0 +1,1 @@
+"""The one subscription core every transport uses: subscribe, resume, gap, limits, close."""

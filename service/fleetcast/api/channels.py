@@ -1,0 +1,166 @@
+"""Channel endpoints: publish (POST events), subscribe over SSE (GET events), history, info."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from fleetcast.core import ids
+from fleetcast.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidEventId,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from fleetcast.pod import Pod
+from fleetcast.transports.sse import SseStream
+
+router = APIRouter()
+
+_BODY_OVERHEAD = 64 * 1024
+"""Room in a publish body for the envelope around ``data``."""
+_IDEMPOTENCY_KEY_MAX = 200
+
+
+def _pod(request: Request) -> Pod:
+    pod: Pod = request.app.state.pod
+    return pod
+
+
+def _check_publish_key(pod: Pod, authorization: str | None) -> None:
+    key = pod.settings.auth.publish_key
+    if key is None:
+        return
+    if authorization is None:
+        raise Unauthorized("publishing needs an 'Authorization: Bearer <publish key>' header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise Unauthorized("the publish key is wrong")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body is {length} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/v1/channels/{channel}/events", status_code=201)
+async def publish(
+    channel: str,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Publish one event: body ``{"data": <json>, "type": "<name>"?}``; answers 201 ``{"channel", "id"}``."""
+    pod = _pod(request)
+    _check_publish_key(pod, authorization)
+    policy = pod.policies.resolve(channel)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"send the event as application/json, not {content_type or 'no content type'!r}")
+    if idempotency_key is not None and not (
+        0 < len(idempotency_key) <= _IDEMPOTENCY_KEY_MAX and idempotency_key.isprintable()
+    ):
+        raise BadRequest(f"Idempotency-Key must be 1 to {_IDEMPOTENCY_KEY_MAX} printable characters")
+    body = await _read_body(request, policy.max_message_bytes + _BODY_OVERHEAD)
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict) or "data" not in parsed:
+        raise BadRequest('body must be a JSON object like {"data": ..., "type": "optional-name"}')
+    type_ = parsed.get("type")
+    if type_ is not None and not isinstance(type_, str):
+        raise BadRequest("'type' must be a string")
+    event_id = await pod.publisher.publish(
+        channel,
+        parsed["data"],
+        type_,
+        idempotency_key=idempotency_key,
+        traceparent=request.headers.get("traceparent"),
+    )
+    return Response(orjson.dumps({"channel": channel, "id": event_id}), status_code=201, media_type="application/json")
+
+
+def _since(value: str | None, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        ids.parse(value)
+    except ValueError as exc:
+        raise InvalidEventId(f"{name}: {exc}") from None
+    return value
+
+
+@router.get("/v1/channels/{channel}/events")
+async def subscribe_sse(
+    channel: str,
+    request: Request,
+    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> Response:
+    """Subscribe over Server-Sent Events, resuming after ``Last-Event-ID`` (or ``?lastEventId=``)."""
+    pod = _pod(request)
+    since = _since(last_event_id, "Last-Event-ID")
+    if since is None:
+        since = _since(last_event_id_query, "lastEventId")
+    policy = pod.policies.resolve(channel)
+    if "sse" not in policy.transports:
+        raise Forbidden(f"channel {channel!r} does not allow the sse transport")
+    return SseStream(pod, channel, since)
+
+
+@router.get("/v1/channels/{channel}/history")
+async def history(
+    channel: str,
+    request: Request,
+    since: Annotated[str, Query()] = "0-0",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Up to ``limit`` retained events after ``since``, oldest first, with the gap flag of the read."""
+    pod = _pod(request)
+    pod.policies.resolve(channel)
+    checked = _since(since, "since") or "0-0"
+    page = await pod.broker.read(channel, checked, limit)
+    events = b",".join(
+        b'{"id":"' + e.id.encode() + b'","type":' + orjson.dumps(e.type) + b',"data":' + e.data + b"}"
+        for e in page.events
+    )
+    head = orjson.dumps({"channel": channel, "gap": page.gap, "earliest": page.earliest, "latest": page.latest})
+    return Response(head[:-1] + b',"events":[' + events + b"]}", media_type="application/json")
+
+
+@router.get("/v1/channels/{channel}")
+async def channel_info(channel: str, request: Request) -> Response:
+    """What the channel holds and who listens on this pod."""
+    pod = _pod(request)
+    policy = pod.policies.resolve(channel)
+    info = await pod.broker.info(channel)
+    return Response(
+        orjson.dumps(
+            {
+                "channel": channel,
+                "declared": policy.declared,
+                "length": info.length,
+                "earliest": info.earliest,
+                "latest": info.latest,
+                "subscribers": pod.hub.subscriber_count(channel),
+                "policy": policy.to_spec(),
+            }
+        ),
+        media_type="application/json",
+    )

@@ -1,0 +1,159 @@
+"""WebSocket protocol v1 messages (subprotocol ``fleetcast.v1``): parsing client ops, encoding server ops.
+
+Every message is a JSON object whose ``op`` names it. Client ops carry a ``ref`` that the server echoes in its
+answer. Parsing is strict and explains itself: a :class:`ProtocolError` says what was wrong in words a person
+understands, and whether the connection can go on (``fatal``: the message could not even be read).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+SUBPROTOCOL = "fleetcast.v1"
+Ref = str | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    channel: str
+    since: str | None
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    channel: str
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    channel: str
+    data: Any
+    type: str
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: Ref
+
+
+ClientMessage = Subscribe | Unsubscribe | Publish | Ping
+
+
+class ProtocolError(ValueError):
+    """A client message fleetcast cannot act on."""
+
+    def __init__(self, message: str, *, ref: Ref = None, code: str = "bad_message", fatal: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ref = ref
+        self.code = code
+        self.fatal = fatal
+
+
+DEFAULT_TYPE = "message"
+_TYPE_MAX = 64
+
+
+def valid_type(value: Any) -> bool:
+    """Event types are short printable names without line breaks (they become an SSE ``event:`` line)."""
+    return isinstance(value, str) and 0 < len(value) <= _TYPE_MAX and value.isprintable()
+
+
+def parse(text: str) -> ClientMessage:
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"message is not valid JSON: {exc}", fatal=True) from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("message must be a JSON object with an 'op' field", fatal=True)
+    ref = raw.get("ref")
+    if ref is not None and (isinstance(ref, bool) or not isinstance(ref, str | int)):
+        raise ProtocolError("'ref' must be a string or an integer", fatal=True)
+    op = raw.get("op")
+    if op == "subscribe":
+        since = raw.get("since")
+        if since is not None and not isinstance(since, str):
+            raise ProtocolError("'since' must be an event id string such as '1764350000000-0'", ref=ref)
+        return Subscribe(_channel(raw, ref), since, ref)
+    if op == "unsubscribe":
+        return Unsubscribe(_channel(raw, ref), ref)
+    if op == "publish":
+        if "data" not in raw:
+            raise ProtocolError("publish needs a 'data' field", ref=ref)
+        type_ = raw.get("type", DEFAULT_TYPE)
+        if not valid_type(type_):
+            raise ProtocolError(f"'type' must be a printable string of 1 to {_TYPE_MAX} characters", ref=ref)
+        return Publish(_channel(raw, ref), raw["data"], type_, ref)
+    if op == "ping":
+        return Ping(ref)
+    if not isinstance(op, str):
+        raise ProtocolError("message must have an 'op' field naming the operation", fatal=True)
+    raise ProtocolError(
+        f"unknown op {op[:40]!r}: expected subscribe, unsubscribe, publish or ping", ref=ref, code="unknown_op"
+    )
+
+
+def _channel(raw: dict[str, Any], ref: Ref) -> str:
+    channel = raw.get("channel")
+    if not isinstance(channel, str):
+        raise ProtocolError("'channel' must be a string", ref=ref, code="invalid_channel")
+    return channel
+
+
+class ServerError(TypedDict):
+    op: Literal["error"]
+    ref: Ref
+    code: str
+    message: str
+
+
+def _dump(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def subscribed(channel: str, ref: Ref, recovered: bool, latest: str | None) -> bytes:
+    """``recovered``: the resume from ``since`` delivered everything missed (no gap)."""
+    return _dump({"op": "subscribed", "channel": channel, "ref": ref, "recovered": recovered, "latest": latest})
+
+
+def unsubscribed(channel: str, ref: Ref) -> bytes:
+    return _dump({"op": "unsubscribed", "channel": channel, "ref": ref})
+
+
+def event_prefix(channel: str) -> bytes:
+    """The bytes before an event's id, shared by every event of a channel: ``{"op":"event","channel":...,"id":"``."""
+    return b'{"op":"event","channel":' + _dump_str(channel) + b',"id":"'
+
+
+def event(prefix: bytes, event_id: str, type: str, data: bytes) -> bytes:
+    """An ``event`` message, assembled from pre-encoded parts so ``data`` is never decoded or re-encoded."""
+    return prefix + event_id.encode() + b'","type":' + _dump_str(type) + b',"data":' + data + b"}"
+
+
+def gap(channel: str, requested: str, earliest: str | None) -> bytes:
+    return _dump({"op": "gap", "channel": channel, "requested": requested, "earliest": earliest})
+
+
+def published(ref: Ref, event_id: str) -> bytes:
+    return _dump({"op": "published", "ref": ref, "id": event_id})
+
+
+def error(ref: Ref, code: str, message: str) -> bytes:
+    return _dump({"op": "error", "ref": ref, "code": code, "message": message})
+
+
+def pong(ref: Ref) -> bytes:
+    return _dump({"op": "pong", "ref": ref})
+
+
+def reconnect(reason: str, after_ms: int) -> bytes:
+    return _dump({"op": "reconnect", "reason": reason, "after_ms": after_ms})
+
+
+def _dump_str(value: str) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()

@@ -1,0 +1,130 @@
+"""The hub: channel -> local subscribers, fed by the broker's live delivery.
+
+The broker calls :meth:`Hub.deliver` with each batch; the hub wraps it in one :class:`Batch` and hands it to
+every local subscriber of the channel, synchronously, with no task and no encoding per subscriber. A channel is
+watched at the broker while it has subscribers here; an emptied channel is unwatched after a grace period, so a
+client that reconnects at once does not make the pod drop and re-add the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from fleetcast.broker.base import Broker, Event
+from fleetcast.core.channels import family
+from fleetcast.hub.batch import Batch
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber(Protocol):
+    def deliver(self, batch: Batch) -> None:
+        """Take a batch; must not block or raise."""
+        ...
+
+
+class _Room:
+    __slots__ = ("empty_since", "lock", "subscribers", "watched")
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.watched = False
+        self.lock = asyncio.Lock()
+        self.empty_since: float | None = None
+
+
+class Hub:
+    def __init__(self, broker: Broker, *, unwatch_grace_seconds: float = 5.0) -> None:
+        self._broker = broker
+        self._rooms: dict[str, _Room] = {}
+        self._grace = unwatch_grace_seconds
+        self._sweeper: asyncio.Task[None] | None = None
+        self.delivered_events = 0
+        """Events handed to local subscribers (one per subscriber), for metrics."""
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def join(self, channel: str, subscriber: Subscriber) -> None:
+        """Register ``subscriber`` for live batches of ``channel``; returns once the broker watches it."""
+        room = self._rooms.get(channel)
+        if room is None:
+            room = self._rooms[channel] = _Room()
+        room.subscribers.add(subscriber)
+        room.empty_since = None
+        if not room.watched:
+            async with room.lock:
+                if not room.watched:
+                    await self._broker.watch(channel)
+                    room.watched = True
+
+    def leave(self, channel: str, subscriber: Subscriber) -> None:
+        room = self._rooms.get(channel)
+        if room is None:
+            return
+        room.subscribers.discard(subscriber)
+        if not room.subscribers:
+            room.empty_since = time.monotonic()
+
+    def deliver(self, channel: str, events: Sequence[Event]) -> None:
+        """The broker's delivery callback."""
+        room = self._rooms.get(channel)
+        if room is None or not room.subscribers or not events:
+            return
+        batch = Batch(channel, events)
+        for subscriber in tuple(room.subscribers):
+            try:
+                subscriber.deliver(batch)
+            except Exception:  # one broken session must not starve the others
+                log.exception("delivery to a subscriber of %s failed", channel)
+        self.delivered_events += len(events) * len(room.subscribers)
+
+    def subscriber_count(self, channel: str) -> int:
+        room = self._rooms.get(channel)
+        return len(room.subscribers) if room is not None else 0
+
+    def subscriptions_by_family(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for channel, room in self._rooms.items():
+            if room.subscribers:
+                key = family(channel)
+                counts[key] = counts.get(key, 0) + len(room.subscribers)
+        return counts
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(self._grace / 2, 0.5))
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """Unwatch channels that have been empty for the grace period, and forget them."""
+        now = time.monotonic()
+        for channel, room in list(self._rooms.items()):
+            if room.subscribers or room.empty_since is None or now - room.empty_since < self._grace:
+                continue
+            async with room.lock:
+                if room.subscribers:
+                    continue
+                if room.watched:
+                    # Mark first: a join that arrives during the await waits for the lock and watches again.
+                    room.watched = False
+                    try:
+                        await self._broker.unwatch(channel)
+                    except Exception:
+                        room.watched = True
+                        log.warning("unwatching %s failed; will retry", channel, exc_info=True)
+                        continue
+                if not room.subscribers and self._rooms.get(channel) is room:
+                    del self._rooms[channel]

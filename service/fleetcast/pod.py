@@ -1,0 +1,54 @@
+"""One gateway pod's runtime: the broker, the hub, the policies and the counters, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+
+from fleetcast.broker.base import Broker
+from fleetcast.broker.memory import MemoryBroker
+from fleetcast.contract.policy import ChannelPolicy
+from fleetcast.hub.hub import Hub
+from fleetcast.session.policies import PolicyBook
+from fleetcast.session.publisher import Publisher
+from fleetcast.session.session import Limits
+from fleetcast.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.broker.redis_url is None:
+        return MemoryBroker()
+    from fleetcast.broker.redis_streams import RedisStreamsBroker
+
+    return RedisStreamsBroker(settings.broker.redis_url)
+
+
+class Pod:
+    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+        self.settings = settings
+        self.broker = broker if broker is not None else make_broker(settings)
+        self.hub = Hub(self.broker)
+        default = ChannelPolicy(history_max_events=settings.broker.history_max_events, publish_from_clients=True)
+        self.policies = PolicyBook(default, strict=settings.broker.strict_channels)
+        self.publisher = Publisher(self.broker, self.policies)
+        self.limits = Limits(outbox_max_bytes=settings.limits.outbox_max_bytes)
+        self.connections: dict[str, int] = {"ws": 0, "sse": 0}
+
+    @property
+    def ready(self) -> bool:
+        return self.broker.ready
+
+    async def start(self) -> None:
+        await self.hub.start()
+        await self.broker.start(self.hub.deliver)
+        log.info(
+            "pod %s of gateway %s started on the %s broker",
+            self.settings.server.pod_name,
+            self.settings.server.gateway,
+            "redis" if self.settings.broker.redis_url else "embedded memory",
+        )
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.hub.close()

@@ -1,0 +1,57 @@
+"""Publishing, shared by the HTTP API and WebSocket clients: validate, encode once, append."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fleetcast.broker.base import Broker, Retention
+from fleetcast.contract.policy import ChannelPolicy
+from fleetcast.core.messages import DEFAULT_TYPE, valid_type
+from fleetcast.errors import BadRequest, PayloadTooLarge
+from fleetcast.session.policies import PolicyBook
+
+
+def retention_of(policy: ChannelPolicy) -> Retention:
+    return Retention(max_events=policy.history_max_events, max_age_seconds=policy.history_max_age)
+
+
+class Publisher:
+    def __init__(self, broker: Broker, policies: PolicyBook) -> None:
+        self._broker = broker
+        self._policies = policies
+        self.published = 0
+
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        type: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str:
+        """Encode ``data`` once (compact JSON, one line) and append it; returns the event id."""
+        policy = self._policies.resolve(channel)
+        type_ = DEFAULT_TYPE if type is None else type
+        if not valid_type(type_):
+            raise BadRequest("'type' must be a printable string of 1 to 64 characters")
+        try:
+            encoded = orjson.dumps(data)
+        except TypeError as exc:
+            raise BadRequest(f"'data' cannot be encoded as JSON: {exc}") from None
+        if len(encoded) > policy.max_message_bytes:
+            raise PayloadTooLarge(
+                f"event data is {len(encoded)} bytes; channel {channel!r} accepts at most {policy.max_message_bytes}"
+            )
+        event_id = await self._broker.publish(
+            channel,
+            encoded,
+            type_,
+            retention=retention_of(policy),
+            idempotency_key=idempotency_key,
+            traceparent=traceparent,
+        )
+        self.published += 1
+        return event_id

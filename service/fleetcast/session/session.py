@@ -1,0 +1,222 @@
+"""The session core: one client connection's subscriptions, whatever its transport.
+
+Resume without gaps or duplicates (DESIGN.md section 3) lives here, once:
+
+1. register the subscription with the hub first, so live batches start arriving, and buffer them;
+2. read the stream after ``since`` page by page and write each page to the client; if the read reports a gap,
+   say so first, then continue from the oldest retained event;
+3. flush the buffered live events whose id is greater than the last replayed one, and go live.
+
+The live buffer is bounded; when it overflows during a long replay it is emptied and the replay reads one more
+pass from the stream, which still holds what the buffer dropped (or reports the gap if it does not).
+
+The session writes pre-encoded bytes to its :class:`~fleetcast.session.wire.Wire` and judges a slow consumer by
+the bytes the wire holds. It never creates a task: the transport's own request task drives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from fleetcast.broker.base import Broker, Event
+from fleetcast.contract.policy import ChannelPolicy
+from fleetcast.core import disconnects, ids
+from fleetcast.core.disconnects import Disconnect
+from fleetcast.core.messages import Ref
+from fleetcast.errors import BadRequest, Forbidden, InvalidEventId
+from fleetcast.hub.batch import Batch
+from fleetcast.hub.hub import Hub
+from fleetcast.session.policies import PolicyBook
+from fleetcast.session.wire import Codec, Wire
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-session bounds."""
+
+    outbox_max_bytes: int = 4 * 1024 * 1024
+    """A session holding more unsent bytes than this is a slow consumer."""
+    replay_page: int = 500
+    """Events per history read during a resume."""
+    replay_pending_max: int = 10_000
+    """Live events buffered per subscription while its replay runs."""
+    replay_drain_seconds: float = 10.0
+    """How long a replay waits for the client to take a page before calling it a slow consumer."""
+    max_channels: int = 100
+    """Subscriptions one connection may hold."""
+
+
+class Subscription:
+    """One channel of one session. The hub calls :meth:`deliver`."""
+
+    __slots__ = ("active", "channel", "live", "overflowed", "pending", "pending_count", "policy", "session")
+
+    def __init__(self, session: Session, channel: str, policy: ChannelPolicy) -> None:
+        self.session = session
+        self.channel = channel
+        self.policy = policy
+        self.live = False
+        self.active = True
+        self.pending: list[Batch] = []
+        self.pending_count = 0
+        self.overflowed = False
+
+    def deliver(self, batch: Batch) -> None:
+        if not self.active:
+            return
+        if self.live:
+            self.session.send_batch(batch)
+            return
+        self.pending.append(batch)
+        self.pending_count += len(batch)
+        if self.pending_count > self.session.limits.replay_pending_max:
+            # The stream still has these events; the replay reads them again (see the module docstring).
+            self.pending.clear()
+            self.pending_count = 0
+            self.overflowed = True
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        broker: Broker,
+        policies: PolicyBook,
+        wire: Wire,
+        codec: Codec,
+        limits: Limits,
+    ) -> None:
+        self.hub = hub
+        self.broker = broker
+        self.policies = policies
+        self.wire = wire
+        self.codec = codec
+        self.limits = limits
+        self.subscriptions: dict[str, Subscription] = {}
+
+    def policy_for(self, channel: str) -> ChannelPolicy:
+        """The channel's policy, if this transport may subscribe to it; raises a :class:`FleetcastError`."""
+        policy = self.policies.resolve(channel)
+        if self.wire.kind not in policy.transports:
+            raise Forbidden(f"channel {channel!r} does not allow the {self.wire.kind} transport")
+        return policy
+
+    async def subscribe(self, channel: str, since: str | None, ref: Ref = None) -> None:
+        """Subscribe and, with ``since``, replay what the client missed. Raises :class:`FleetcastError` for
+        requests the client must fix and :class:`~fleetcast.errors.BrokerUnavailable` when history is out of
+        reach (the subscription is then removed)."""
+        policy = self.policy_for(channel)
+        if since is not None:
+            try:
+                ids.parse(since)
+            except ValueError as exc:
+                raise InvalidEventId(str(exc)) from None
+        if channel in self.subscriptions:
+            raise BadRequest(f"already subscribed to {channel!r}")
+        if len(self.subscriptions) >= self.limits.max_channels:
+            raise BadRequest(f"a connection may subscribe to at most {self.limits.max_channels} channels")
+        subscription = Subscription(self, channel, policy)
+        self.subscriptions[channel] = subscription
+        try:
+            await self.hub.join(channel, subscription)
+            if since is None:
+                info = await self.broker.info(channel)
+                self.wire.write(self.codec.subscribed(channel, ref, True, info.latest))
+                last = None
+            else:
+                last = await self._replay(subscription, since, ref)
+            self._go_live(subscription, last)
+        except BaseException:
+            self._drop(subscription)
+            raise
+
+    async def _replay(self, subscription: Subscription, since: str, ref: Ref) -> str | None:
+        channel = subscription.channel
+        last = since
+        first = True
+        while True:
+            subscription.overflowed = False
+            while True:
+                history = await self.broker.read(channel, last, self.limits.replay_page)
+                if self.wire.closed or not subscription.active:
+                    return last
+                if first:
+                    self.wire.write(self.codec.subscribed(channel, ref, not history.gap, history.latest))
+                    first = False
+                if history.gap:
+                    self.wire.write(self.codec.gap(channel, last, history.earliest))
+                if history.events:
+                    self.wire.write(self.codec.events(Batch(channel, history.events)))
+                    last = history.events[-1].id
+                if len(history.events) < self.limits.replay_page:
+                    break
+                if not await self.wire.drain(self.limits.replay_drain_seconds):
+                    self.close(disconnects.SLOW_CONSUMER)
+                    return last
+            if not subscription.overflowed:
+                return last
+
+    def _go_live(self, subscription: Subscription, last: str | None) -> None:
+        """Flush the live events buffered during the replay that it did not cover, then deliver directly."""
+        pending, subscription.pending = subscription.pending, []
+        subscription.pending_count = 0
+        subscription.live = True
+        if not pending:
+            return
+        if last is None:
+            for batch in pending:
+                self.send_batch(batch)
+            return
+        last_id = ids.parse(last)
+        fresh: list[Event] = [e for batch in pending for e in batch.events if ids.parse(e.id) > last_id]
+        if fresh:
+            self.send_batch(Batch(subscription.channel, fresh))
+
+    def unsubscribe(self, channel: str) -> bool:
+        subscription = self.subscriptions.get(channel)
+        if subscription is None:
+            return False
+        self._drop(subscription)
+        return True
+
+    def _drop(self, subscription: Subscription) -> None:
+        subscription.active = False
+        subscription.pending.clear()
+        if self.subscriptions.get(subscription.channel) is subscription:
+            del self.subscriptions[subscription.channel]
+        self.hub.leave(subscription.channel, subscription)
+
+    def send(self, data: bytes) -> None:
+        """Write one pre-encoded message (a reply, an error)."""
+        if not self.wire.closed:
+            self.wire.write(data)
+
+    def send_batch(self, batch: Batch) -> None:
+        wire = self.wire
+        if wire.closed:
+            return
+        wire.write(self.codec.events(batch))
+        if wire.buffered() > self.limits.outbox_max_bytes:
+            log.info("slow consumer on %s: %d bytes unsent", batch.channel, wire.buffered())
+            self.close(disconnects.SLOW_CONSUMER)
+
+    def close(self, disconnect: Disconnect, after_ms: int | None = None) -> None:
+        if after_ms is None:
+            after_ms = jittered_backoff_ms() if disconnect.reconnect else 0
+        self.wire.close(disconnect, after_ms)
+        self.release()
+
+    def release(self) -> None:
+        """Leave every channel. Idempotent; transports call it when the connection ends."""
+        for subscription in list(self.subscriptions.values()):
+            self._drop(subscription)
+
+
+def jittered_backoff_ms(base_ms: int = 500, cap_ms: int = 10_000, attempt: int = 0) -> int:
+    """Full-jitter backoff: a uniform pick in ``[base, min(cap, base * 2**attempt)]``."""
+    return random.randint(base_ms, max(base_ms, min(cap_ms, base_ms * 2**attempt)))

@@ -1,0 +1,61 @@
+"""Settings: grouped, documented, read once at start-up (flags, then ``FLEETCAST_<NAME>``), passed explicitly."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    """Address to listen on; 0.0.0.0 in a container."""
+    port: int = 8000
+    pod_name: str = field(default_factory=socket.gethostname)
+    """This pod's name in heartbeats and drain commands (Kubernetes: the pod's metadata.name)."""
+    gateway: str = "default"
+    """The Gateway resource this pod belongs to."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    redis_url: str | None = None
+    """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet)."""
+    history_max_events: int = 1000
+    """Retention of channels whose family no Channel resource declares."""
+    strict_channels: bool = False
+    """Refuse channels whose family no Channel resource declares (404 / close 4004)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    publish_key: str | None = None
+    """When set, HTTP publishing needs ``Authorization: Bearer <key>``."""
+    admin_token: str | None = None
+    """When set, admin endpoints (drain) also accept ``Authorization: Bearer <token>`` from non-loopback peers."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    outbox_max_bytes: int = 4 * 1024 * 1024
+    """Unsent bytes one session may hold before it counts as a slow consumer."""
+    sse_heartbeat_seconds: float = 15.0
+    """Interval of ``: ping`` comments on idle SSE streams."""
+    ws_ping_seconds: float = 20.0
+    """WebSocket protocol pings; a client that does not answer within the same time is disconnected."""
+    sse_retry_ms: int = 1000
+    """Base of the per-client jittered SSE ``retry:`` value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """``FLEETCAST_<NAME>`` from the environment (``pod-name`` -> ``FLEETCAST_POD_NAME``)."""
+    return os.environ.get("FLEETCAST_" + name.upper().replace("-", "_"), default)

@@ -1,0 +1,173 @@
+"""``GET /v1/channels/{channel}/events``: the Server-Sent Events edge.
+
+One channel per stream. Resume comes from the ``Last-Event-ID`` header (what a browser's ``EventSource`` sends
+on its own reconnects) or ``?lastEventId=`` (a page's first load). The stream starts with a jittered ``retry:``
+and sends ``: ping`` comments while idle.
+
+A transient refusal (broker down, pod draining or full) is never a non-200 answer: a browser's ``EventSource``
+treats any non-200 as final and stops reconnecting. It gets 200, a ``fleetcast.reconnect`` event with
+``retry:`` and the end of the stream. Non-200 is for what retrying cannot fix (400, 401, 403, 404).
+
+Each batch is one ``http.response.body`` message holding all of its events. The request task is the writer: it
+waits for the session's wire to fill, then sends; a second task per stream only listens for the disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Literal
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from fleetcast.core import disconnects, sse
+from fleetcast.core.disconnects import Disconnect
+from fleetcast.core.messages import Ref
+from fleetcast.errors import BrokerUnavailable
+from fleetcast.hub.batch import Batch
+from fleetcast.pod import Pod
+from fleetcast.session.session import Session
+
+SEND_TIMEOUT_SECONDS = 10.0
+"""A client that takes no bytes for this long while we have some to send is cut off."""
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class SseCodec:
+    def events(self, batch: Batch) -> bytes:
+        return batch.sse()
+
+    def subscribed(self, channel: str, ref: Ref, recovered: bool, latest: str | None) -> bytes:
+        return b""
+
+    def gap(self, channel: str, requested: str, earliest: str | None) -> bytes:
+        return sse.gap(requested, earliest)
+
+
+class SseWire:
+    """An outbox of bytes that the request task sends, one ``http.response.body`` per wake-up."""
+
+    kind: Literal["sse"] = "sse"
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.ready = asyncio.Event()
+        self.ending: bytes | None = None
+        """Set when the session ends: the last bytes to send before the end of the stream."""
+        self.disconnected = False
+
+    @property
+    def closed(self) -> bool:
+        return self.ending is not None or self.disconnected
+
+    def write(self, data: bytes) -> None:
+        if self.closed or not data:
+            return
+        self._chunks.append(data)
+        self._size += len(data)
+        self.ready.set()
+
+    def buffered(self) -> int:
+        return self._size
+
+    async def drain(self, timeout: float) -> bool:
+        return await self.flush(timeout)
+
+    def close(self, disconnect: Disconnect, after_ms: int) -> None:
+        if self.closed:
+            return
+        if disconnect == disconnects.SLOW_CONSUMER:
+            # Whatever is queued is what the client failed to take; the resume brings it back.
+            self._chunks.clear()
+            self._size = 0
+        self.ending = sse.reconnect(disconnect.reason, after_ms) if disconnect.reconnect else b""
+        self.ready.set()
+
+    async def flush(self, timeout: float) -> bool:
+        """Send what is queued as one body message; False if the client did not take it in time."""
+        if not self._chunks:
+            return True
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        try:
+            async with asyncio.timeout(timeout):
+                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        except TimeoutError:
+            self.disconnected = True
+            return False
+        return True
+
+
+class SseStream(Response):
+    """The ASGI response of an SSE subscription. Validation happened before it was built."""
+
+    def __init__(self, pod: Pod, channel: str, since: str | None) -> None:
+        # A Response only so that routing returns it as it is; it writes its own start and body.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(HEADERS)
+        self.pod = pod
+        self.channel = channel
+        self.since = since
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pod = self.pod
+        wire = SseWire(send)
+        session = Session(
+            hub=pod.hub, broker=pod.broker, policies=pod.policies, wire=wire, codec=SseCodec(), limits=pod.limits
+        )
+        retry_ms = pod.settings.limits.sse_retry_ms
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        wire.write(sse.retry(retry_ms + random.randint(0, retry_ms)))
+        listener = asyncio.create_task(_wait_for_disconnect(receive, wire), name="sse-disconnect")
+        pod.connections["sse"] += 1
+        try:
+            try:
+                await session.subscribe(self.channel, self.since)
+            except BrokerUnavailable:
+                session.close(disconnects.BROKER_DOWN)
+            await _pump(wire, pod.settings.limits.sse_heartbeat_seconds)
+            if wire.ending is not None and not wire.disconnected:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                        await send({"type": "http.response.body", "body": wire.ending, "more_body": False})
+        finally:
+            pod.connections["sse"] -= 1
+            session.release()
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+
+async def _pump(wire: SseWire, heartbeat: float) -> None:
+    """Send queued batches as they come, and a ping comment when idle, until the session ends."""
+    while not wire.closed:
+        if not await wire.flush(SEND_TIMEOUT_SECONDS):
+            return
+        if wire.closed:
+            return
+        wire.ready.clear()
+        try:
+            async with asyncio.timeout(heartbeat):
+                await wire.ready.wait()
+        except TimeoutError:
+            wire.write(sse.PING)
+
+
+async def _wait_for_disconnect(receive: Receive, wire: SseWire) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            wire.disconnected = True
+            wire.ready.set()
+            return

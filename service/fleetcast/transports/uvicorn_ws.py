@@ -1,0 +1,82 @@
+"""The WebSocket fast path: uvicorn's sans-I/O WebSocket protocol, offering the app a direct frame writer.
+
+ASGI's ``send`` costs an await, a dict and an encode per message per connection; at fan-out that dominates
+(docs/decisions.md, "WebSocket fast path"). uvicorn lets a server choose its WebSocket protocol class
+(``Config(ws=...)``); this subclass puts a :class:`FrameWriter` into ``scope["extensions"]`` so the session
+core can write pre-built frames straight to the transport, one buffer per connection per batch, and read the
+transport's write-buffer size to judge slow consumers. Everything else (handshake, pings, close handshake,
+reading client frames) stays uvicorn's.
+
+It relies on the attributes of ``WebSocketsSansIOProtocol`` that its own ``send`` uses (``conn``, ``transport``,
+``close_sent``, ``handshake_complete``, ``disconnected``, ``writable``, ``queue``); the test suite runs against
+the pinned uvicorn range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+EXTENSION = "fleetcast.frames"
+ABORT_AFTER_CLOSE_SECONDS = 10.0
+"""A client that does not read our close frame within this time (a stuck reader) is cut off."""
+
+
+class FrameWriter:
+    """Direct access to one WebSocket connection's transport, for pre-built server frames."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: FleetcastWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    @property
+    def open(self) -> bool:
+        p = self._protocol
+        return p.handshake_complete and not p.close_sent and not p.disconnected and not p.transport.is_closing()
+
+    def write(self, frames: bytes) -> None:
+        """Write complete frames; ignored once the connection is closing."""
+        if self.open:
+            self._protocol.transport.write(frames)
+
+    def buffered(self) -> int:
+        p = self._protocol
+        if p.disconnected or p.transport.is_closing():
+            return 0
+        return p.transport.get_write_buffer_size()
+
+    async def writable(self, timeout: float) -> bool:
+        """Wait until the transport's buffer fell below its low-water mark; False on timeout."""
+        try:
+            await asyncio.wait_for(self._protocol.writable.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame now (behind whatever is buffered) and cut the connection if the client never
+        reads it. Unlike ASGI ``websocket.close`` this does not wait for the buffer to drain first."""
+        p = self._protocol
+        if not self.open:
+            return
+        p.conn.send_close(code, reason)
+        p.transport.write(b"".join(p.conn.data_to_send()))
+        p.close_sent = True
+        p.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if p.read_paused:
+            p.read_paused = False
+            p.transport.resume_reading()
+        p.close_timer = p.loop.call_later(ABORT_AFTER_CLOSE_SECONDS, p.transport.abort)
+
+
+class FleetcastWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol plus the :data:`EXTENSION` frame writer."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope.setdefault("extensions", {})[EXTENSION] = FrameWriter(self)

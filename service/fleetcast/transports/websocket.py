@@ -1,0 +1,128 @@
+"""``/v1/ws``: the WebSocket edge. Reads client ops, hands them to the session core, writes its answers.
+
+Frames go out through the :class:`~fleetcast.transports.uvicorn_ws.FrameWriter` that fleetcast's uvicorn
+protocol puts into the scope, so replies, replays and live batches share one ordered byte stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from starlette.websockets import WebSocket
+
+from fleetcast.core import disconnects, messages, wsframe
+from fleetcast.core.disconnects import Disconnect
+from fleetcast.core.messages import ProtocolError, Ref
+from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge
+from fleetcast.hub.batch import Batch
+from fleetcast.pod import Pod
+from fleetcast.session.session import Session
+from fleetcast.transports.uvicorn_ws import EXTENSION, FrameWriter
+
+log = logging.getLogger(__name__)
+
+
+class WsCodec:
+    def events(self, batch: Batch) -> bytes:
+        return batch.ws()
+
+    def subscribed(self, channel: str, ref: Ref, recovered: bool, latest: str | None) -> bytes:
+        return wsframe.text_frame(messages.subscribed(channel, ref, recovered, latest))
+
+    def gap(self, channel: str, requested: str, earliest: str | None) -> bytes:
+        return wsframe.text_frame(messages.gap(channel, requested, earliest))
+
+
+class WsWire:
+    kind: Literal["ws"] = "ws"
+
+    def __init__(self, writer: FrameWriter) -> None:
+        self._writer = writer
+
+    @property
+    def closed(self) -> bool:
+        return not self._writer.open
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def buffered(self) -> int:
+        return self._writer.buffered()
+
+    async def drain(self, timeout: float) -> bool:
+        return await self._writer.writable(timeout)
+
+    def close(self, disconnect: Disconnect, after_ms: int) -> None:
+        if disconnect.reconnect:
+            self._writer.write(wsframe.text_frame(messages.reconnect(disconnect.reason, after_ms)))
+        self._writer.close(disconnect.code, disconnect.reason)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    pod: Pod = websocket.app.state.pod
+    writer = websocket.scope.get("extensions", {}).get(EXTENSION)
+    subprotocol = messages.SUBPROTOCOL if messages.SUBPROTOCOL in websocket.scope.get("subprotocols", []) else None
+    await websocket.accept(subprotocol=subprotocol)
+    if not isinstance(writer, FrameWriter):
+        # Only fleetcast's uvicorn protocol offers the frame writer; say so rather than misbehave.
+        await websocket.close(1011, "fleetcast WebSocket needs `fleetcast serve` (its uvicorn protocol)")
+        return
+    wire = WsWire(writer)
+    session = Session(
+        hub=pod.hub, broker=pod.broker, policies=pod.policies, wire=wire, codec=WsCodec(), limits=pod.limits
+    )
+    pod.connections["ws"] += 1
+    try:
+        while not wire.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                _refuse(session, ProtocolError("binary frames are not part of fleetcast.v1; send JSON text"))
+                break
+            await _handle(pod, session, text)
+    finally:
+        pod.connections["ws"] -= 1
+        session.release()
+
+
+def _refuse(session: Session, error: ProtocolError) -> None:
+    session.send(wsframe.text_frame(messages.error(error.ref, error.code, error.message)))
+    if error.fatal:
+        session.close(disconnects.PROTOCOL_ERROR)
+
+
+async def _handle(pod: Pod, session: Session, text: str) -> None:
+    try:
+        op = messages.parse(text)
+    except ProtocolError as error:
+        _refuse(session, error)
+        return
+    reply: bytes
+    try:
+        match op:
+            case messages.Subscribe(channel=channel, since=since, ref=ref):
+                await session.subscribe(channel, since, ref)
+                return
+            case messages.Unsubscribe(channel=channel, ref=ref):
+                if not session.unsubscribe(channel):
+                    raise NotSubscribed(f"not subscribed to {channel!r}")
+                reply = messages.unsubscribed(channel, ref)
+            case messages.Publish(channel=channel, data=data, type=type_, ref=ref):
+                policy = session.policy_for(channel)
+                if not policy.publish_from_clients:
+                    reply = messages.error(ref, "forbidden", f"clients may not publish to {channel!r}")
+                else:
+                    event_id = await pod.publisher.publish(channel, data, type_)
+                    reply = messages.published(ref, event_id)
+            case messages.Ping(ref=ref):
+                reply = messages.pong(ref)
+    except PayloadTooLarge as error:
+        session.send(wsframe.text_frame(messages.error(op.ref, error.code, error.message)))
+        session.close(disconnects.TOO_BIG)
+        return
+    except FleetcastError as error:
+        reply = messages.error(op.ref, error.code, error.message)
+    session.send(wsframe.text_frame(reply))
