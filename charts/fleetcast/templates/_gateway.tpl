@@ -12,6 +12,8 @@ PodDisruptionBudget; its spec follows manifests/crds/gateways.fleetcast.dev.yaml
 {{- end }}
 {{- $spec := dict
   "image" (include "fleetcast.image" (dict "image" $g.image "root" .))
+  "imagePullPolicy" $g.image.pullPolicy
+  "service" $g.service
   "replicas" $g.replicas
   "autoscaling" $g.autoscaling
   "drain" $g.drain
@@ -19,7 +21,7 @@ PodDisruptionBudget; its spec follows manifests/crds/gateways.fleetcast.dev.yaml
   "resources" $g.resources
 }}
 {{- if .Values.otel.endpoint }}
-{{- $_ := set $spec "otel" (dict "endpoint" .Values.otel.endpoint "protocol" .Values.otel.protocol "sampleRatio" .Values.otel.sampleRatio) }}
+{{- $_ := set $spec "otel" (dict "endpoint" .Values.otel.endpoint "serviceName" .Values.otel.serviceName "sampleRatio" .Values.otel.sampleRatio) }}
 {{- end }}
 {{- $labels := include "fleetcast.labels" (dict "root" . "component" "gateway") | fromYaml }}
 {{- $meta := dict "name" (include "fleetcast.gateway.name" .) "namespace" .Release.Namespace "labels" $labels }}

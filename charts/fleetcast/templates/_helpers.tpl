@@ -61,12 +61,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-Labels the operator puts on the gateway pods and Service it creates from a Gateway; the NetworkPolicy and the
-ServiceMonitor select on them. They must match fleetcast_operator's naming.
+Labels the operator puts on the gateway pods and Service it creates from a Gateway (selector_labels in
+fleetcast_operator/gateway/resources.py); the NetworkPolicy and the ServiceMonitor select on them.
 */}}
 {{- define "fleetcast.gateway.selectorLabels" -}}
-app.kubernetes.io/name: fleetcast-gateway
+app.kubernetes.io/name: fleetcast
+app.kubernetes.io/component: gateway
 app.kubernetes.io/instance: {{ include "fleetcast.gateway.name" . }}
+{{- end }}
+
+{{/* The operator names a Gateway's Deployment, Service and PodDisruptionBudget "<gateway>-gateway". */}}
+{{- define "fleetcast.gateway.serviceName" -}}
+{{- printf "%s-gateway" (include "fleetcast.gateway.name" .) }}
 {{- end }}
 
 {{/* "repository:tag" or "repository@digest"; `image` and `root` are passed as dict keys. */}}
