@@ -1,0 +1,146 @@
+"""Acceptance 1 and 2: the chart renders and lints strictly with every value set, and every object it renders is
+valid for Kubernetes 1.31 to 1.35 (built-in kinds by kubernetes-validate in strict mode, Gateway and Channel by
+our CRD schemas, ServiceMonitor by a bundled schema)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.chart.chart import CHART, KUBE_VERSIONS, VALUE_SETS, crd_schemas, gateway_manifests, objects, render
+
+SERVICEMONITOR_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "servicemonitor-v1.json").read_text())
+CUSTOM_KINDS = {"Gateway", "Channel", "ServiceMonitor"}
+
+
+def validate_custom(doc: dict[str, Any]) -> None:
+    if doc["kind"] == "ServiceMonitor":
+        jsonschema.Draft202012Validator(SERVICEMONITOR_SCHEMA).validate(doc)
+    else:
+        # CRD schemas are OpenAPI v3.0 (boolean exclusiveMinimum): draft 4 semantics.
+        jsonschema.Draft4Validator(crd_schemas()[doc["kind"]]).validate(doc)
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_renders(name: str) -> None:
+    """The chart renders with each value set, into the operator, its RBAC and, by default, Redis and the CRDs."""
+    kinds = {doc["kind"] for _, doc in objects(VALUE_SETS[name])}
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
+    assert ("StatefulSet" in kinds) == VALUE_SETS[name].get("redis", {}).get("enabled", True)
+    assert "NOTES.txt" in " ".join(render(VALUE_SETS[name]))
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_lint_strict(name: str) -> None:
+    """`helm lint --strict` finds no warning or error with each value set."""
+    import helm_python as helm
+
+    report = helm.lint(CHART, VALUE_SETS[name], strict=True, namespace="realtime")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems, problems
+    assert not report["errors"], report["errors"]
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_objects_validate(name: str, version: str) -> None:
+    """Every rendered object is valid for this Kubernetes version, with no field the API would drop."""
+    docs = [doc for _, doc in objects(VALUE_SETS[name])] + gateway_manifests(VALUE_SETS[name])
+    assert docs
+    for doc in docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        try:
+            if doc["kind"] in CUSTOM_KINDS:
+                validate_custom(doc)
+            else:
+                kubernetes_validate.validate(doc, version, strict=True)
+        except jsonschema.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.absolute_path)
+            pytest.fail(f"{where} invalid for Kubernetes {version} at {path}: {exc.message}")
+
+
+def test_default_gateway_matches_crd() -> None:
+    """The default Gateway carries the values' image, bounds, drain and Redis URL, and satisfies the CRD."""
+    (gateway,) = gateway_manifests({})
+    spec = gateway["spec"]
+    assert spec["image"] == "fleetcast/gateway:0.1.0"
+    assert spec["replicas"] == {"min": 2, "max": 10}
+    assert spec["redis"] == {"url": "redis://fleetcast-redis.realtime.svc:6379/0"}
+    assert spec["replicas"]["min"] <= spec["replicas"]["max"]  # the CRD's CEL rule, which jsonschema cannot run
+
+
+def test_existing_secret_never_inlines_the_url() -> None:
+    """With existingSecret the Redis URL reaches the operator and the Gateway only as a Secret reference."""
+    values = VALUE_SETS["existing-secret"]
+    (gateway,) = gateway_manifests(values)
+    assert gateway["spec"]["redis"] == {"secretRef": {"name": "fleetcast-redis", "key": "url"}}
+    (deployment,) = [d for d in objects(values) if d[1]["kind"] == "Deployment"]
+    env = {e["name"]: e for e in deployment[1]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLEETCAST_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "fleetcast-redis", "key": "url"}
+    assert not [doc for _, doc in objects(values) if doc["kind"] == "Secret"]
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_pods_are_locked_down(name: str) -> None:
+    """Every pod the chart makes runs non-root with a read-only root, no capabilities and RuntimeDefault seccomp."""
+    for _, doc in objects(VALUE_SETS[name]):
+        if doc["kind"] not in {"Deployment", "StatefulSet", "Job"}:
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True
+            assert ctx["allowPrivilegeEscalation"] is False
+            assert ctx["capabilities"]["drop"] == ["ALL"]
+
+
+def test_operator_is_a_single_recreated_replica() -> None:
+    """One operator at a time (kopf has no leader election): one replica, Recreate, a liveness probe."""
+    (deployment,) = [doc for _, doc in objects({}) if doc["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_config_changes_roll_pods() -> None:
+    """Checksum annotations change when Redis settings or redis.conf change, so the pods restart."""
+
+    def annotations(values: dict[str, Any], kind: str) -> dict[str, str]:
+        (doc,) = [d for _, d in objects(values) if d["kind"] == kind]
+        return doc["spec"]["template"]["metadata"]["annotations"]
+
+    base = annotations({}, "Deployment")["checksum/redis"]
+    assert annotations({"redis": {"database": 3}}, "Deployment")["checksum/redis"] != base
+    conf = annotations({}, "StatefulSet")["checksum/config"]
+    assert annotations({"redis": {"appendfsync": "always"}}, "StatefulSet")["checksum/config"] != conf
+
+
+def test_redis_is_durable() -> None:
+    """The in-release Redis keeps an append-only file on a PersistentVolumeClaim."""
+    (config,) = [d for _, d in objects({}) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fleetcast-redis"]
+    assert "appendonly yes" in config["data"]["redis.conf"].splitlines()
+    (statefulset,) = [d for _, d in objects({}) if d["kind"] == "StatefulSet"]
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+
+
+def test_helm_test_targets_the_gateway_service() -> None:
+    """`helm test` runs a Job that talks to the Service the operator creates for the default Gateway."""
+    (job,) = [d for p, d in objects({}) if d["kind"] == "Job" and "/tests/" in p]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLEETCAST_URL"] == "http://fleetcast-gateway.realtime.svc:80"
+
+
+def test_missing_redis_fails_the_render() -> None:
+    """Turning off the in-release Redis without naming another one fails with a message saying what to set."""
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError, match=r"redis\.external\.url"):
+        render({"redis": {"enabled": False}})
