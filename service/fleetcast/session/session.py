@@ -53,7 +53,9 @@ class Limits:
 class Subscription:
     """One channel of one session. The hub calls :meth:`deliver`."""
 
-    __slots__ = ("active", "channel", "live", "overflowed", "pending", "pending_count", "policy", "session")
+    __slots__ = (
+        "active", "channel", "floor", "live", "overflowed", "pending", "pending_count", "policy", "session",
+    )  # fmt: skip
 
     def __init__(self, session: Session, channel: str, policy: ChannelPolicy) -> None:
         self.session = session
@@ -64,11 +66,18 @@ class Subscription:
         self.pending: list[Batch] = []
         self.pending_count = 0
         self.overflowed = False
+        self.floor: ids.EventId | None = None
+        """After a replay: the last replayed id. A live batch may still carry events the replay already read
+        (appended before the read, delivered after it); they are dropped until an event above the floor."""
 
     def deliver(self, batch: Batch) -> None:
         if not self.active:
             return
         if self.live:
+            if self.floor is not None:
+                batch = self._above_floor(batch)
+                if not batch.events:
+                    return
             self.session.send_batch(batch)
             return
         self.pending.append(batch)
@@ -78,6 +87,18 @@ class Subscription:
             self.pending.clear()
             self.pending_count = 0
             self.overflowed = True
+
+    def _above_floor(self, batch: Batch) -> Batch:
+        floor = self.floor
+        assert floor is not None
+        if ids.parse(batch.events[0].id) > floor:
+            self.floor = None
+            return batch
+        fresh = [e for e in batch.events if ids.parse(e.id) > floor]
+        if fresh:
+            self.floor = None
+            return Batch(batch.channel, fresh)
+        return Batch(batch.channel, ())
 
 
 class Session:
@@ -166,8 +187,6 @@ class Session:
         pending, subscription.pending = subscription.pending, []
         subscription.pending_count = 0
         subscription.live = True
-        if not pending:
-            return
         if last is None:
             for batch in pending:
                 self.send_batch(batch)
@@ -176,6 +195,8 @@ class Session:
         fresh: list[Event] = [e for batch in pending for e in batch.events if ids.parse(e.id) > last_id]
         if fresh:
             self.send_batch(Batch(subscription.channel, fresh))
+        else:
+            subscription.floor = last_id
 
     def unsubscribe(self, channel: str) -> bool:
         subscription = self.subscriptions.get(channel)
