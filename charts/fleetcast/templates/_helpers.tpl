@@ -97,25 +97,12 @@ app.kubernetes.io/instance: {{ include "fleetcast.gateway.name" . }}
 {{- end }}
 {{- end }}
 
-{{/* The Redis URL when it is not secret: the in-release Redis without a password, or redis.external.url. */}}
+{{/* The Redis URL a Gateway gets when it is not in a Secret: redis.external.url, or the in-release Redis. */}}
 {{- define "fleetcast.redis.url" -}}
 {{- if .Values.redis.external.url }}
 {{- .Values.redis.external.url }}
 {{- else }}
 {{- printf "redis://%s.%s.svc:6379/%d" (include "fleetcast.redis.fullname" .) .Release.Namespace (int .Values.redis.database) }}
-{{- end }}
-{{- end }}
-
-{{/* The FLEETCAST_REDIS_URL EnvVar: from existingSecret when given (credentials stay in the Secret), else inline. */}}
-{{- define "fleetcast.redis.env" -}}
-- name: FLEETCAST_REDIS_URL
-{{- if .Values.redis.existingSecret }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.redis.existingSecret }}
-      key: {{ .Values.redis.existingSecretUrlKey }}
-{{- else }}
-  value: {{ include "fleetcast.redis.url" . | quote }}
 {{- end }}
 {{- end }}
 

@@ -1,36 +1,37 @@
-{{/* Rules on cluster-scoped resources: kopf watches CRDs and namespaces to follow what it serves. */}}
-{{- define "fleetcast.operator.clusterRules" -}}
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
-{{- end }}
-
-{{/* Rules in each watched namespace: the resources the operator reconciles, owns, reads or reports on. */}}
-{{- define "fleetcast.operator.namespacedRules" -}}
+{{/*
+The operator's rules: exactly fleetcast_operator.rbac.REQUIRED_PERMISSIONS (tests/chart/test_rbac.py compares).
+kopf runs standalone with CRD and namespace scanning off, so nothing cluster-scoped is needed.
+*/}}
+{{- define "fleetcast.operator.rules" -}}
+# kopf: watch the resources it serves; patch them for finalizers, progress annotations and status.
 - apiGroups: ["fleetcast.dev"]
-  resources: ["gateways", "channels"]
+  resources: ["gateways"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["fleetcast.dev"]
+  resources: ["channels"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["fleetcast.dev"]
   resources: ["gateways/status", "channels/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
+# The children of a Gateway, which the operator owns.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create", "patch"]
+# The pod-deletion-cost annotation on the pods chosen for a scale-down.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["patch"]
+# A Gateway's redis.secretRef.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# kopf's events about handler progress and errors.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
