@@ -1,0 +1,1 @@
+"""The Channel resource: its policy for the pods and the status computed from what they report."""

@@ -1,0 +1,126 @@
+"""Everything the operator reads from and writes to Redis: the only operator module importing ``redis``.
+
+Keys and record formats come from :mod:`fleetcast.contract`: the pods' heartbeat hash, the policy hash and
+its change notification, the gateway's control stream and the channels' streams. Every call is bounded by
+the client's socket timeouts, and every Redis failure becomes :class:`TemporaryFailure`, so callers retry on
+their next tick instead of crashing. One client per Redis URL, shared by every Gateway using it and closed
+when the operator stops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from fleetcast.contract import keys
+from fleetcast_operator.channels.status import StreamStats, latest_of
+from fleetcast_operator.errors import TemporaryFailure
+
+TIMEOUT_SECONDS = 3.0
+SCAN_LIMIT = 1000
+"""At most this many ``family:*`` streams are summed per refresh: status must stay cheap on a busy Redis."""
+CONTROL_MAXLEN = 1000
+"""Commands are for the pods alive when sent; a short approximate tail is all the stream needs to keep."""
+
+
+class FleetRedis:
+    """One Redis, seen through the contract's keys."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: Any = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=TIMEOUT_SECONDS,
+            socket_connect_timeout=TIMEOUT_SECONDS,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def heartbeats(self, gateway: str) -> dict[str, str]:
+        """The raw pod registry of one gateway: pod name -> heartbeat JSON."""
+        try:
+            raw: dict[str, str] = await self._client.hgetall(keys.pods(gateway))
+        except RedisError as exc:
+            raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
+        return raw
+
+    async def put_policy(self, family: str, policy_json: str) -> bool:
+        """Store a family's policy and announce it when it changed; True when it did."""
+        try:
+            current = await self._client.hget(keys.POLICIES, family)
+            if current == policy_json:
+                return False
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.POLICIES, family, policy_json)
+                pipe.publish(keys.POLICIES_CHANGED, family)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
+        return True
+
+    async def drop_policy(self, family: str) -> None:
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hdel(keys.POLICIES, family)
+                pipe.publish(keys.POLICIES_CHANGED, family)
+                await pipe.execute()
+        except RedisError as exc:
+            raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
+
+    async def send(self, gateway: str, fields: dict[str, str]) -> str:
+        """Append one command to the gateway's control stream; returns its id."""
+        try:
+            entry_id: str = await self._client.xadd(
+                keys.control(gateway), fields, maxlen=CONTROL_MAXLEN, approximate=True
+            )
+        except RedisError as exc:
+            raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
+        return entry_id
+
+    async def stream_stats(self, family: str) -> StreamStats:
+        """XINFO over the family's base stream and up to :data:`SCAN_LIMIT` of its ``family:*`` streams."""
+        names = [keys.stream(family)]
+        truncated = False
+        try:
+            async for name in self._client.scan_iter(match=keys.stream(f"{family}:*"), count=500, _type="stream"):
+                if len(names) > SCAN_LIMIT:
+                    truncated = True
+                    break
+                names.append(name)
+            length = added = streams = 0
+            latest: list[str] = []
+            for name in names:
+                try:
+                    info = await self._client.xinfo_stream(name)
+                except RedisError as exc:
+                    if "no such key" in str(exc).lower():
+                        continue
+                    raise
+                streams += 1
+                length += int(info.get("length", 0))
+                added += int(info.get("entries-added", info.get("length", 0)))
+                latest.append(str(info.get("last-generated-id", "0-0")))
+        except RedisError as exc:
+            raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
+        return StreamStats(streams, length, added, latest_of(latest), truncated)
+
+
+class RedisPool:
+    """One :class:`FleetRedis` per URL, created on first use; :meth:`close` closes them all."""
+
+    def __init__(self) -> None:
+        self._by_url: dict[str, FleetRedis] = {}
+
+    def get(self, url: str) -> FleetRedis:
+        if url not in self._by_url:
+            self._by_url[url] = FleetRedis(url)
+        return self._by_url[url]
+
+    async def close(self) -> None:
+        clients, self._by_url = list(self._by_url.values()), {}
+        for fleet in clients:
+            await fleet.close()

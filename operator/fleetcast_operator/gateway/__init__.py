@@ -1,0 +1,1 @@
+"""The Gateway resource: its validated spec and the Deployment, Service and PodDisruptionBudget it implies."""

@@ -1,0 +1,161 @@
+"""A Gateway's spec, validated and with every default applied.
+
+The CRD schema already rejects most mistakes and applies defaults at admission; this module applies the same
+defaults again (the API server may be older than the CRD, tests may use an emulator that ignores schemas) and
+checks what a schema cannot (``min <= max`` where CEL is unavailable, a Redis source given twice). Errors
+name the field, because they end up in the Gateway's status for a human to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetcast_operator.autoscaler.policy import ScalingRules
+from fleetcast_operator.errors import InvalidSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DrainSpec:
+    connections_per_second: float = 200.0
+    timeout_seconds: int = 60
+    reconnect_delay_ms: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSource:
+    url: str | None = None
+    secret_name: str | None = None
+    secret_key: str = "url"
+
+
+@dataclass(frozen=True, slots=True)
+class OtelSpec:
+    endpoint: str | None = None
+    service_name: str = "fleetcast"
+    sample_ratio: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySpec:
+    image: str
+    redis: RedisSource
+    image_pull_policy: str = "IfNotPresent"
+    scaling: ScalingRules = field(default_factory=ScalingRules)
+    drain: DrainSpec = field(default_factory=DrainSpec)
+    service_type: str = "ClusterIP"
+    service_port: int = 80
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    otel: OtelSpec = field(default_factory=OtelSpec)
+
+
+def parse_gateway_spec(spec: Mapping[str, Any]) -> GatewaySpec:
+    """Validate a Gateway spec; :class:`InvalidSpec` names the first bad field."""
+    image = spec.get("image")
+    if not isinstance(image, str) or not image:
+        raise InvalidSpec("spec.image must be a non-empty image reference")
+    replicas = _section(spec, "replicas")
+    autoscaling = _section(spec, "autoscaling")
+    up = _section(autoscaling, "scaleUp", "autoscaling.")
+    down = _section(autoscaling, "scaleDown", "autoscaling.")
+    drain = _section(spec, "drain")
+    service = _section(spec, "service")
+    otel = _section(spec, "otel")
+
+    rules = ScalingRules(
+        min_replicas=_int(replicas, "min", 1, "replicas.", low=1),
+        max_replicas=_int(replicas, "max", 10, "replicas.", low=1),
+        enabled=_bool(autoscaling, "enabled", True, "autoscaling."),
+        target_per_pod=_int(autoscaling, "targetConnectionsPerPod", 5000, "autoscaling.", low=1),
+        tolerance=_number(autoscaling, "tolerance", 0.1, "autoscaling.", low=0.0, high=1.0),
+        up_stabilization=_int(up, "stabilizationSeconds", 0, "autoscaling.scaleUp.", low=0),
+        up_max_step=_int(up, "maxPodsPerStep", 4, "autoscaling.scaleUp.", low=1),
+        down_stabilization=_int(down, "stabilizationSeconds", 300, "autoscaling.scaleDown.", low=0),
+        down_max_step=_int(down, "maxPodsPerStep", 2, "autoscaling.scaleDown.", low=1),
+    )
+    if rules.min_replicas > rules.max_replicas:
+        raise InvalidSpec(f"spec.replicas.min ({rules.min_replicas}) must not exceed max ({rules.max_replicas})")
+
+    redis = _section(spec, "redis")
+    url, secret = redis.get("url"), redis.get("secretRef")
+    if (url is None) == (secret is None):
+        raise InvalidSpec("spec.redis needs exactly one of url or secretRef")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("redis://", "rediss://"))):
+        raise InvalidSpec("spec.redis.url must start with redis:// or rediss://")
+    if secret is not None and (not isinstance(secret, Mapping) or not secret.get("name")):
+        raise InvalidSpec("spec.redis.secretRef needs a name")
+    if url is not None:
+        source = RedisSource(url=url)
+    else:
+        assert isinstance(secret, Mapping)
+        source = RedisSource(secret_name=str(secret["name"]), secret_key=str(secret.get("key") or "url"))
+
+    pull = spec.get("imagePullPolicy", "IfNotPresent")
+    if pull not in ("Always", "IfNotPresent", "Never"):
+        raise InvalidSpec(f"spec.imagePullPolicy must be Always, IfNotPresent or Never, got {pull!r}")
+    service_type = service.get("type", "ClusterIP")
+    if service_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
+        raise InvalidSpec(f"spec.service.type must be ClusterIP, NodePort or LoadBalancer, got {service_type!r}")
+    resources = spec.get("resources") or {}
+    if not isinstance(resources, Mapping):
+        raise InvalidSpec("spec.resources must be an object with requests and limits")
+    endpoint = otel.get("endpoint")
+    return GatewaySpec(
+        image=image,
+        image_pull_policy=str(pull),
+        redis=source,
+        scaling=rules,
+        drain=DrainSpec(
+            connections_per_second=_number(drain, "connectionsPerSecond", 200.0, "drain.", low=1e-9),
+            timeout_seconds=_int(drain, "timeoutSeconds", 60, "drain.", low=1),
+            reconnect_delay_ms=_int(drain, "reconnectDelayMs", 1000, "drain.", low=0),
+        ),
+        service_type=str(service_type),
+        service_port=_int(service, "port", 80, "service.", low=1, high=65535),
+        resources=dict(resources),
+        otel=OtelSpec(
+            endpoint=str(endpoint) if endpoint else None,
+            service_name=str(otel.get("serviceName") or "fleetcast"),
+            sample_ratio=_number(otel, "sampleRatio", 1.0, "otel.", low=0.0, high=1.0),
+        ),
+    )
+
+
+def _section(parent: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(f"spec.{prefix}{key} must be an object")
+    return value
+
+
+def _int(section: Mapping[str, Any], key: str, default: int, prefix: str, *, low: int, high: int | None = None) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise InvalidSpec(f"spec.{prefix}{key} must be a whole number {bound}, got {value!r}")
+    return value
+
+
+def _number(
+    section: Mapping[str, Any], key: str, default: float, prefix: str, *, low: float, high: float | None = None
+) -> float:
+    value = section.get(key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise InvalidSpec(f"spec.{prefix}{key} must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+def _bool(section: Mapping[str, Any], key: str, default: bool, prefix: str) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidSpec(f"spec.{prefix}{key} must be true or false, got {value!r}")
+    return value

@@ -1,0 +1,75 @@
+"""What every handler needs, built once at start-up and passed explicitly: settings, clients, clocks.
+
+The handlers in :mod:`fleetcast_operator.wiring` close over one :class:`Runtime`; nothing reads the
+environment or creates a client after start-up, and :meth:`Runtime.close` releases what was opened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
+from fleetcast_operator.gateway.spec import RedisSource
+from fleetcast_operator.kube import Kube
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The operator's own settings (command line), as opposed to what resources declare."""
+
+    autoscale_interval: float = 5.0
+    """Seconds between two autoscaler steps of one Gateway (heartbeats are written every 2 s)."""
+    channel_status_interval: float = 10.0
+    """Seconds between two status refreshes of one Channel (and re-writes of its policy, if Redis lost it)."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to serve; all of them when empty."""
+    liveness_endpoint: str | None = None
+    """e.g. ``http://0.0.0.0:8080/healthz``; no endpoint when None."""
+
+
+class Fleet(Protocol):
+    """The Redis side of one gateway, as the autoscaler, the drain steps and the channels see it.
+
+    :class:`fleetcast_operator.fleet_redis.FleetRedis` implements it; the packages that use it never import
+    ``redis``, which keeps them testable against an in-memory fake and keeps the import rule simple.
+    """
+
+    async def heartbeats(self, gateway: str) -> dict[str, str]: ...
+    async def send(self, gateway: str, fields: dict[str, str]) -> str: ...
+    async def put_policy(self, family: str, policy_json: str) -> bool: ...
+    async def drop_policy(self, family: str) -> None: ...
+    async def stream_stats(self, family: str) -> Any: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    kube: Kube
+    fleet_for_url: Callable[[str], Fleet]
+    close_fleets: Callable[[], Any]
+    wall_clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+
+    async def fleet(self, namespace: str, source: RedisSource) -> Fleet:
+        """The Redis of a Gateway, resolving a Secret reference at each call (Secrets may be rotated)."""
+        if source.url is not None:
+            return self.fleet_for_url(source.url)
+        assert source.secret_name is not None
+        url = await self.kube.secret_value(namespace, source.secret_name, source.secret_key)
+        if not url:
+            raise InvalidSpec(f"Secret {source.secret_name!r} has no key {source.secret_key!r} with a Redis URL")
+        if not url.startswith(("redis://", "rediss://")):
+            raise InvalidSpec(f"Secret {source.secret_name!r} key {source.secret_key!r} is not a redis:// URL")
+        return self.fleet_for_url(url)
+
+    async def close(self) -> None:
+        try:
+            await self.close_fleets()
+        finally:
+            await self.kube.close()
+
+
+__all__ = ["Fleet", "Runtime", "Settings", "TemporaryFailure"]
