@@ -25,7 +25,8 @@ def required() -> set[Grant]:
 def granted(role: dict[str, Any]) -> set[Grant]:
     grants = set()
     for rule in role["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"], "wildcards are not least privilege"
+        assert "*" not in rule["verbs"], "wildcards are not least privilege"
+        assert "*" not in rule["resources"], "wildcards are not least privilege"
         assert "resourceNames" not in rule
         grants |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
     return grants
