@@ -10,7 +10,7 @@ from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.hub.hub import Hub
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
-from fleetcast.session.session import Limits
+from fleetcast.session.session import Limits, Session
 from fleetcast.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,12 @@ class Pod:
         self.publisher = Publisher(self.broker, self.policies)
         self.limits = Limits(outbox_max_bytes=settings.limits.outbox_max_bytes)
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
+        self.sessions: set[Session] = set()
+        """Every open session, for drain and for the bytes they hold unsent."""
+
+    def buffered_bytes(self) -> int:
+        """Bytes written for clients but not yet taken by them, over all sessions."""
+        return sum(session.wire.buffered() for session in self.sessions)
 
     @property
     def ready(self) -> bool:

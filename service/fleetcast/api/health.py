@@ -22,7 +22,12 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """Whether this pod should get new clients: 503 while the broker is unreachable (or the pod drains)."""
     pod: Pod = request.app.state.pod
-    status = {"ready": pod.ready, "broker": pod.broker.ready, "connections": pod.connections}
+    status = {
+        "ready": pod.ready,
+        "broker": pod.broker.ready,
+        "connections": pod.connections,
+        "buffered_bytes": pod.buffered_bytes(),
+    }
     return JSONResponse(status, status_code=200 if pod.ready else 503)
 
 

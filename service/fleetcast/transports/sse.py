@@ -131,6 +131,7 @@ class SseStream(Response):
         wire.write(sse.retry(retry_ms + random.randint(0, retry_ms)))
         listener = asyncio.create_task(_wait_for_disconnect(receive, wire), name="sse-disconnect")
         pod.connections["sse"] += 1
+        pod.sessions.add(session)
         try:
             try:
                 await session.subscribe(self.channel, self.since)
@@ -143,6 +144,7 @@ class SseStream(Response):
                         await send({"type": "http.response.body", "body": wire.ending, "more_body": False})
         finally:
             pod.connections["sse"] -= 1
+            pod.sessions.discard(session)
             session.release()
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -73,6 +73,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         hub=pod.hub, broker=pod.broker, policies=pod.policies, wire=wire, codec=WsCodec(), limits=pod.limits
     )
     pod.connections["ws"] += 1
+    pod.sessions.add(session)
     try:
         while not wire.closed:
             message = await websocket.receive()
@@ -85,6 +86,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await _handle(pod, session, text)
     finally:
         pod.connections["ws"] -= 1
+        pod.sessions.discard(session)
         session.release()
 
 
