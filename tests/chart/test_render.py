@@ -142,3 +142,11 @@ def test_missing_redis_fails_the_render() -> None:
 
     with pytest.raises(helm.HelmError, match=r"redis\.external\.url"):
         render({"redis": {"enabled": False}})
+
+
+def test_strict_validation_catches_unknown_fields() -> None:
+    """The validation above is strict: a field Kubernetes does not know (which the API would drop) fails."""
+    (deployment,) = [doc for _, doc in objects({}) if doc["kind"] == "Deployment"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+    with pytest.raises(jsonschema.ValidationError, match="livenessProbes"):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
