@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -204,10 +205,13 @@ def _describe(created: tuple[str, ...]) -> str:
 async def run(
     rt: Runtime,
     *,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    """Run the operator until ``stop_flag`` is set (or a signal arrives); the caller closes ``rt``."""
+    """Run the operator until ``stop_flag`` is set (or a signal arrives); the caller closes ``rt``.
+
+    Threading events are accepted too (kopf supports them), so the operator can run in a thread of its own.
+    """
     await kopf.operator(
         registry=build_registry(rt),
         settings=operator_settings(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import threading
 import time
 import uuid
 import warnings
@@ -63,33 +64,51 @@ async def emulator() -> AsyncIterator[tuple[kmock.KubernetesEmulator, str]]:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(url: str, **settings: Any) -> AsyncIterator[Runtime]:
-    """The operator serving :data:`NAMESPACE` until the block ends."""
+async def running_operator(url: str, **settings: Any) -> AsyncIterator[None]:
+    """The operator serving :data:`NAMESPACE` until the block ends, in a thread with its own event loop.
+
+    A thread, because kopf treats every task created on its loop after its start as its own and waits 5 s for
+    them at exit: the emulator's connection tasks would cost every stop 5 s. In its own loop the operator
+    owns exactly its tasks, as in production. Its failures are re-raised here when the block ends.
+    """
     options: dict[str, Any] = {
         "autoscale_interval": 0.3,
         "channel_status_interval": 0.5,
         "namespaces": (NAMESPACE,),
     }
     options.update(settings)
-    pool = RedisPool()
-    rt = Runtime(
-        settings=Settings(**options), kube=Kube.for_server(url), fleet_for_url=pool.get, close_fleets=pool.close
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(wiring.run(rt, stop_flag=stop, ready_flag=ready), name="operator under test")
+    stop, ready = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    async def serve() -> None:
+        pool = RedisPool()
+        kube = Kube.for_server(url)
+        rt = Runtime(settings=Settings(**options), kube=kube, fleet_for_url=pool.get, close_fleets=pool.close)
+        try:
+            await wiring.run(rt, stop_flag=stop, ready_flag=ready)
+        finally:
+            await rt.close()
+
+    def main() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:
+            failures.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=main, name="operator under test", daemon=True)
+    thread.start()
     try:
-        await asyncio.wait_for(ready.wait(), timeout=10)
-        yield rt
+        assert await asyncio.to_thread(ready.wait, 10), "the operator did not start within 10 s"
+        if failures:
+            raise failures[0]
+        yield
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(task, timeout=15)
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await rt.close()
+        await asyncio.to_thread(thread.join, 15)
+        assert not thread.is_alive(), "the operator did not stop within 15 s"
+    if failures:
+        raise failures[0]
 
 
 def path(resource: str, name: str | None = None, namespace: str = NAMESPACE) -> str:
