@@ -104,7 +104,8 @@ async def test_websocket_publish_and_malformed_json_closes_with_4400(pod: Gatewa
         assert error["code"] == "bad_message"
         with pytest.raises(ConnectionClosed) as closed:
             await ws_recv(ws)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4400
 
 
 async def test_oversize_websocket_frame_closes_with_1009(pod: GatewayProcess) -> None:
@@ -113,7 +114,8 @@ async def test_oversize_websocket_frame_closes_with_1009(pod: GatewayProcess) ->
         await ws_send(ws, op="publish", channel="big", data="x" * (1024 * 1024 + 100_000), ref=1)
         with pytest.raises(ConnectionClosed) as closed:
             await ws_recv(ws)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
     async with httpx.AsyncClient(base_url=pod.url) as client:
         assert (await client.get("/healthz")).status_code == 200
 

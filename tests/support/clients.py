@@ -58,14 +58,18 @@ async def collect_sse(
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
     frames: list[SseFrame] = []
-    async with asyncio.timeout(timeout), httpx.AsyncClient(base_url=base_url, timeout=None) as client:
-        async with client.stream("GET", f"/v1/channels/{channel}/events", headers=headers) as response:
-            assert response.status_code == 200, await response.aread()
-            async for frame in sse_frames(response):
-                if isinstance(frame, SseFrame):
-                    frames.append(frame)
-                    if len(frames) >= count:
-                        break
+    url = f"/v1/channels/{channel}/events"
+    async with (
+        asyncio.timeout(timeout),
+        httpx.AsyncClient(base_url=base_url, timeout=None) as client,
+        client.stream("GET", url, headers=headers) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        async for frame in sse_frames(response):
+            if isinstance(frame, SseFrame):
+                frames.append(frame)
+                if len(frames) >= count:
+                    break
     return frames
 
 

@@ -129,4 +129,5 @@ def test_disconnect_table_follows_the_code_ranges() -> None:
             assert entry.advice == "none", entry
         if 4100 <= entry.code < 4200:
             assert entry.advice == "backoff", entry
-    assert disconnects.DRAIN.code == 1012 and disconnects.DRAIN.advice == "reconnect"
+    assert disconnects.DRAIN.code == 1012
+    assert disconnects.DRAIN.advice == "reconnect"

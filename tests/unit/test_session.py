@@ -157,7 +157,8 @@ async def test_slow_consumer_is_closed_with_4108_and_leaves_the_hub() -> None:
     wire.unsent = 101
     await publish(broker, "c", 1)
     await asyncio.sleep(0)
-    assert wire.closed_with is not None and wire.closed_with.code == 4108
+    assert wire.closed_with is not None
+    assert wire.closed_with.code == 4108
     assert hub.subscriber_count("c") == 0
 
 

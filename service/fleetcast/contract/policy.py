@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 Transport = Literal["ws", "sse"]
@@ -103,11 +103,7 @@ class ChannelPolicy:
         defaults = cls()
 
         transports = spec.get("transports", list(defaults.transports))
-        if (
-            not isinstance(transports, list)
-            or not transports
-            or any(t not in TRANSPORTS for t in transports)
-        ):
+        if not isinstance(transports, list) or not transports or any(t not in TRANSPORTS for t in transports):
             raise ValueError(f"transports must be a non-empty list of {list(TRANSPORTS)}, got {transports!r}")
 
         max_events = history.get("maxEvents", defaults.history_max_events)

@@ -18,7 +18,9 @@ def parse(text: str) -> EventId:
     """Parse ``<ms>-<seq>`` (or ``<ms>``, meaning seq 0); ``ValueError`` with a readable message otherwise."""
     match = _ID.match(text)
     if match is None:
-        raise ValueError(f"{text[:64]!r} is not an event id of the form <milliseconds>-<sequence>, such as 1764350000000-0")
+        raise ValueError(
+            f"{text[:64]!r} is not an event id of the form <milliseconds>-<sequence>, such as 1764350000000-0"
+        )
     ms, seq = int(match.group(1)), int(match.group(2) or 0)
     if ms > _MAX or seq > _MAX:
         raise ValueError(f"{text[:64]!r} is out of range for an event id")

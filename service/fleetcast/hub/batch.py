@@ -34,9 +34,7 @@ class Batch:
         """Every event as its own complete WebSocket text frame, concatenated."""
         if self._ws is None:
             prefix = messages.event_prefix(self.channel)
-            self._ws = b"".join(
-                wsframe.text_frame(messages.event(prefix, e.id, e.type, e.data)) for e in self.events
-            )
+            self._ws = b"".join(wsframe.text_frame(messages.event(prefix, e.id, e.type, e.data)) for e in self.events)
         return self._ws
 
     def sse(self) -> bytes:
