@@ -1,0 +1,149 @@
+"""Resume bursts: identical history reads share one broker read, and reads are bounded in number.
+
+When a pod restarts or drains, a thousand clients reconnect to the same pods within a second, most of them
+resuming one channel from the same id. Without help each one reads the same events from Redis on its own
+pooled connection, and the pool (bounded on purpose) makes the rest time out. :class:`CoalescingBroker` wraps
+any :class:`fleetcast.broker.base.Broker` and changes only :meth:`read`:
+
+* Reads with the same ``(channel, since, limit)`` share one read of the inner broker ("single flight").
+  A caller never joins a read that started before it called: the resume rule (watch, then read) needs the
+  read to cover everything up to the caller's watch, and an older read may not. A caller that arrives while
+  a read is in flight waits for the *next* one, which every caller arriving meanwhile shares, so a burst costs
+  at most two reads per distinct position, however many clients it holds.
+* At most ``max_concurrent_reads`` inner reads run at once; the others wait up to ``wait_timeout`` seconds
+  and then get :class:`fleetcast.errors.Unavailable` (retry later), never an unbounded queue.
+
+It is not a cache: a result is handed only to callers that were waiting for it, then forgotten.
+Every other method passes straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleetcast.broker.base import Broker, Delivery, History, Retention, StreamInfo
+from fleetcast.errors import Unavailable
+
+_Key = tuple[str, str, int]
+
+
+class _Flights:
+    """The read in flight for one key, and the future of the read that will follow it."""
+
+    __slots__ = ("next", "running")
+
+    def __init__(self) -> None:
+        self.running: asyncio.Task[History] | None = None
+        self.next: asyncio.Future[History] | None = None
+
+
+class CoalescingBroker:
+    """A :class:`Broker` whose :meth:`read` coalesces identical concurrent reads and bounds concurrency."""
+
+    def __init__(self, inner: Broker, *, max_concurrent_reads: int = 16, wait_timeout: float = 5.0) -> None:
+        self._inner = inner
+        self._slots = asyncio.Semaphore(max_concurrent_reads)
+        self._wait_timeout = wait_timeout
+        self._flights: dict[_Key, _Flights] = {}
+        self.inner_reads = 0
+        """How many reads reached the inner broker (for metrics and tests)."""
+
+    @property
+    def ready(self) -> bool:
+        return self._inner.ready
+
+    async def start(self, deliver: Delivery) -> None:
+        await self._inner.start(deliver)
+
+    async def close(self) -> None:
+        for flights in list(self._flights.values()):
+            if flights.running is not None:
+                flights.running.cancel()
+            if flights.next is not None and not flights.next.done():
+                flights.next.cancel()
+        self._flights.clear()
+        await self._inner.close()
+
+    async def publish(
+        self,
+        channel: str,
+        data: bytes,
+        type: str,
+        *,
+        retention: Retention,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> str:
+        return await self._inner.publish(
+            channel, data, type, retention=retention, idempotency_key=idempotency_key, traceparent=traceparent
+        )
+
+    async def read(self, channel: str, since: str, limit: int) -> History:
+        key = (channel, since, limit)
+        flights = self._flights.get(key)
+        if flights is None:
+            flights = self._flights[key] = _Flights()
+        if flights.running is None:
+            task = self._launch(key, flights)
+        else:
+            if flights.next is None:
+                flights.next = asyncio.get_running_loop().create_future()
+                flights.next.add_done_callback(_retrieved)
+            # The next read starts when the running one ends; wait for it, bounded by its own timeouts.
+            return await asyncio.shield(flights.next)
+        return await asyncio.shield(task)
+
+    def _launch(self, key: _Key, flights: _Flights) -> asyncio.Task[History]:
+        task = asyncio.create_task(self._read_once(*key), name=f"fleetcast-read-{key[0]}")
+        flights.running = task
+        task.add_done_callback(lambda done: self._landed(key, flights, done))
+        return task
+
+    def _landed(self, key: _Key, flights: _Flights, done: asyncio.Task[History]) -> None:
+        flights.running = None
+        if not done.cancelled():
+            done.exception()  # mark it retrieved: callers that were cancelled meanwhile will not look
+        waiting, flights.next = flights.next, None
+        if waiting is None:
+            if self._flights.get(key) is flights:
+                del self._flights[key]
+            return
+        follow = self._launch(key, flights)
+        follow.add_done_callback(lambda finished: _settle(waiting, finished))
+
+    async def _read_once(self, channel: str, since: str, limit: int) -> History:
+        try:
+            async with asyncio.timeout(self._wait_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Unavailable("too many history reads at once; retry shortly") from None
+        try:
+            self.inner_reads += 1
+            return await self._inner.read(channel, since, limit)
+        finally:
+            self._slots.release()
+
+    async def info(self, channel: str) -> StreamInfo:
+        return await self._inner.info(channel)
+
+    async def watch(self, channel: str) -> None:
+        await self._inner.watch(channel)
+
+    async def unwatch(self, channel: str) -> None:
+        await self._inner.unwatch(channel)
+
+
+def _settle(future: asyncio.Future[History], task: asyncio.Task[History]) -> None:
+    if future.done():
+        return
+    if task.cancelled():
+        future.cancel()
+    elif (exc := task.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(task.result())
+
+
+def _retrieved(future: asyncio.Future[History]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,383 @@
+"""The live reader of the Redis broker: one per pod, one dedicated connection, two interchangeable strategies.
+
+``NotifyReader`` (the default, see ``docs/decisions.md``, "Live delivery path") subscribes to each watched
+channel's notification channel; the publish script PUBLISHes the whole event next to the XADD, in the same
+atomic step, so pub/sub order is stream order. The stream stays the system of record: after every (re)connect
+the reader re-subscribes, then catches each channel up from its last delivered id with XRANGE while it buffers
+the notifications that arrive meanwhile, so a lost connection costs no event and delivers none twice.
+
+``XreadReader`` issues one ``XREAD BLOCK`` over the streams of every watched channel. A watch while it blocks
+wakes it with ``CLIENT UNBLOCK`` from a pooled connection; correctness does not depend on the wake-up, since
+each channel's cursor is fixed when ``watch`` returns.
+
+Both hand each channel's events to the delivery callback in id order, once: every batch is filtered against
+the channel's cursor (the last delivered id) before delivery, whatever path it came by. Neither detects history
+lost by a Redis restart without persistence; the session notices that on its next ``read`` (the gap rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio
+from redis.asyncio.connection import BlockingConnectionPool, Connection
+
+from fleetcast.broker import redis_scripts
+from fleetcast.broker.base import Delivery, Event
+from fleetcast.broker.redis_common import TRANSIENT, Backoff, dedicated_connection, execute, text, unavailable
+from fleetcast.contract import keys
+from fleetcast.core import ids
+from fleetcast.core.ids import EventId
+from fleetcast.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+IDLE_PING_SECONDS = 1.0
+"""How often an idle reader proves its connection alive (and how soon ``ready`` recovers after an outage)."""
+SYNC_BUFFER = 10_000
+"""Notifications buffered per channel while it catches up; past this the reader rereads them from the stream."""
+
+
+class Cursor:
+    """One watched channel: where delivery stands, and what arrived while it was catching up."""
+
+    __slots__ = ("buffer", "channel", "key", "last", "overflowed", "syncing")
+
+    def __init__(self, channel: str, last: EventId | None) -> None:
+        self.channel = channel
+        self.key = keys.stream(channel)
+        self.last = last
+        """Id of the last event delivered (or the stream's last id at watch time); None until known."""
+        self.syncing = True
+        self.buffer: list[Event] = []
+        self.overflowed = False
+
+
+def parse_entries(entries: Sequence[Any]) -> list[Event]:
+    """Stream entries ``[id, [field, value, ...]]`` as events."""
+    events = []
+    for entry_id, flat in entries:
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        traceparent = fields.get(b"traceparent")
+        events.append(
+            Event(
+                id=text(entry_id),
+                type=text(fields.get(b"type", b"message")),
+                data=fields.get(b"data", b"null"),
+                traceparent=text(traceparent) if traceparent else None,
+            )
+        )
+    return events
+
+
+def parse_notification(payload: bytes) -> Event:
+    """The publish script's notification: ``id \\n traceparent \\n len(type) \\n type data``."""
+    event_id, traceparent, type_length, rest = payload.split(b"\n", 3)
+    n = int(type_length)
+    return Event(id=event_id.decode(), type=rest[:n].decode(), data=rest[n:], traceparent=traceparent.decode() or None)
+
+
+async def last_id(client: redis.asyncio.Redis, channel: str) -> EventId:
+    """The stream's last generated id (``0-0`` if it has none): a new watch starts after it."""
+    with unavailable("watch"):
+        meta = await redis_scripts.META.run(client, [keys.stream(channel)], [])
+    last = text(meta[3])
+    return ids.parse(last) if last else ids.ZERO
+
+
+class LiveReader:
+    """What both strategies share: cursors, ordered exactly-once emission, the reconnect loop."""
+
+    def __init__(
+        self,
+        pool: BlockingConnectionPool,
+        client: redis.asyncio.Redis,
+        deliver: Delivery,
+        *,
+        read_count: int,
+        timeout: float,
+        set_ready: Callable[[bool], None],
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._deliver = deliver
+        self._read_count = read_count
+        self._timeout = timeout
+        self._set_ready = set_ready
+        self.cursors: dict[str, Cursor] = {}
+        self.stopping = False
+        """Set by the owner before it cancels :meth:`run`; every loop checks it (see ``stop_task``)."""
+
+    def emit(self, cursor: Cursor, events: Sequence[Event]) -> None:
+        """Deliver the events newer than the cursor, advance it. Stale cursors (unwatched) deliver nothing."""
+        if self.cursors.get(cursor.channel) is not cursor or cursor.last is None:
+            return
+        fresh = [e for e in events if ids.parse(e.id) > cursor.last]
+        if not fresh:
+            return
+        cursor.last = ids.parse(fresh[-1].id)
+        try:
+            self._deliver(cursor.channel, fresh)
+        except Exception:
+            log.exception("delivery callback failed for %s; the reader goes on", cursor.channel)
+
+    async def run(self) -> None:
+        """Read until cancelled; after any connection failure wait (capped, jittered) and reconnect."""
+        backoff = Backoff()
+        while not self.stopping:
+            conn = dedicated_connection(self._pool)
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+                await self.session(conn, backoff)
+            except TRANSIENT as exc:
+                log.warning("live reader lost Redis (%s: %s); reconnecting", type(exc).__name__, exc)
+            except Exception:
+                log.exception("live reader failed; reconnecting")
+            finally:
+                self._set_ready(False)
+                await self.teardown()
+                await conn.disconnect(nowait=True)
+            await asyncio.sleep(backoff.next())
+
+    async def session(self, conn: Connection, backoff: Backoff) -> None:
+        raise NotImplementedError
+
+    async def teardown(self) -> None:
+        """Called when a session ends, before the next connection."""
+
+    async def watch(self, channel: str) -> None:
+        raise NotImplementedError
+
+    async def unwatch(self, channel: str) -> None:
+        self.cursors.pop(channel, None)
+
+
+class XreadReader(LiveReader):
+    """Strategy (a): one blocking XREAD over every watched stream."""
+
+    BLOCK_MS = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client_id: int | None = None
+        self._blocked = False
+        self._woken = False
+        self._changed = asyncio.Event()
+
+    async def session(self, conn: Connection, backoff: Backoff) -> None:
+        await conn.send_command("CLIENT", "ID")
+        self._client_id = int(await conn.read_response())
+        self._set_ready(True)
+        backoff.reset()
+        while not self.stopping:
+            cursors = [c for c in self.cursors.values() if c.last is not None]
+            if not cursors:
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_PING_SECONDS):
+                        await self._changed.wait()
+                await conn.send_command("PING")
+                await conn.read_response()
+                self._set_ready(True)
+                continue
+            by_key = {c.key.encode(): c for c in cursors}
+            args: list[str | int] = ["XREAD", "COUNT", self._read_count, "BLOCK", self.BLOCK_MS, "STREAMS"]
+            args += [c.key for c in cursors]
+            args += [ids.format_id(c.last) for c in cursors if c.last is not None]
+            self._blocked, self._woken = True, False
+            try:
+                await conn.send_command(*args)
+                async with asyncio.timeout(self.BLOCK_MS / 1000 + self._timeout):
+                    reply = await conn.read_response(timeout=math.inf)
+            finally:
+                self._blocked = False
+            self._set_ready(True)
+            for key, entries in reply or ():
+                self.emit(by_key[key], parse_entries(entries))
+
+    async def teardown(self) -> None:
+        self._client_id = None
+
+    async def watch(self, channel: str) -> None:
+        if channel in self.cursors:
+            return
+        self.cursors[channel] = Cursor(channel, await last_id(self._client, channel))
+        self._changed.set()
+        if self._blocked and not self._woken and self._client_id is not None:
+            self._woken = True
+            with contextlib.suppress(*TRANSIENT):
+                await execute(self._client, "CLIENT", "UNBLOCK", self._client_id)
+
+
+class NotifyReader(LiveReader):
+    """Strategy (b): SUBSCRIBE to notifications carrying whole events; the stream for catch-up."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._conn: Connection | None = None
+        self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
+        self._by_key: dict[bytes, Cursor] = {}
+        self._pending: dict[Cursor, list[Event]] = {}
+        self._flush_scheduled = False
+        self._catch_up: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def session(self, conn: Connection, backoff: Backoff) -> None:
+        self._conn = conn
+        self._connected.set()
+        cursors = [c for c in self.cursors.values() if c.last is not None]
+        waiting = []
+        for cursor in cursors:
+            cursor.syncing, cursor.buffer, cursor.overflowed = True, [], False
+            waiting.append(self._expect_confirmation(keys.notify(cursor.channel).encode()))
+        for start in range(0, len(cursors), 500):
+            await conn.send_command("SUBSCRIBE", *(keys.notify(c.channel) for c in cursors[start : start + 500]))
+        if not cursors:
+            await conn.send_command("PING")
+        self._catch_up = asyncio.create_task(self._resync(cursors, waiting, backoff))
+        idle = 0.0
+        while not self.stopping:
+            message = await conn.read_response(timeout=IDLE_PING_SECONDS)
+            if message is None:
+                idle += IDLE_PING_SECONDS
+                if idle > IDLE_PING_SECONDS + self._timeout:
+                    raise TimeoutError("no answer to PING on the live connection")
+                await conn.send_command("PING")
+                continue
+            idle = 0.0
+            self._handle(message)
+
+    async def _resync(self, cursors: list[Cursor], waiting: list[asyncio.Future[None]], backoff: Backoff) -> None:
+        """Wait for the subscriptions, then bring every channel up to date from its stream."""
+        try:
+            if waiting:
+                async with asyncio.timeout(self._timeout * 2):
+                    await asyncio.gather(*waiting)
+            self._set_ready(True)
+            for cursor in cursors:
+                await self._replay(cursor)
+            backoff.reset()
+        except Exception as exc:
+            # The session notices the closed connection and reconnects; catching up starts over then.
+            log.warning("live reader could not catch up (%s: %s); reconnecting", type(exc).__name__, exc)
+            if self._conn is not None:
+                await self._conn.disconnect(nowait=True)
+
+    async def _replay(self, cursor: Cursor) -> None:
+        while self.cursors.get(cursor.channel) is cursor and cursor.last is not None:
+            cursor.overflowed = False
+            since = "(" + ids.format_id(cursor.last)
+            entries = await execute(self._client, "XRANGE", cursor.key, since, "+", "COUNT", self._read_count)
+            self.emit(cursor, parse_entries(entries))
+            if len(entries) < self._read_count and not cursor.overflowed:
+                break
+        # No await from here on: whatever arrives later finds the cursor live and up to date.
+        buffered, cursor.buffer, cursor.syncing = cursor.buffer, [], False
+        self.emit(cursor, buffered)
+
+    def _expect_confirmation(self, key: bytes) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(key, deque()).append(future)
+        return future
+
+    def _handle(self, message: Any) -> None:
+        if not isinstance(message, list):
+            return  # PONG outside subscribed mode
+        kind = message[0]
+        if kind == b"message":
+            cursor = self._by_key.get(message[1])
+            if cursor is None:
+                return
+            event = parse_notification(message[2])
+            if cursor.syncing:
+                cursor.buffer.append(event)
+                if len(cursor.buffer) > SYNC_BUFFER:
+                    cursor.buffer, cursor.overflowed = [], True
+                return
+            batch = self._pending.setdefault(cursor, [])
+            batch.append(event)
+            if len(batch) >= self._read_count:
+                self.emit(cursor, self._pending.pop(cursor))
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        elif kind == b"subscribe":
+            waiting = self._confirmations.get(message[1])
+            if waiting:
+                future = waiting.popleft()
+                if not waiting:
+                    del self._confirmations[message[1]]
+                if not future.done():
+                    future.set_result(None)
+
+    def _flush(self) -> None:
+        """End of one event-loop turn: hand over everything one socket read brought, as one batch per channel."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        for cursor, events in pending.items():
+            self.emit(cursor, events)
+
+    async def teardown(self) -> None:
+        self._flush()
+        self._conn = None
+        self._connected.clear()
+        if self._catch_up is not None:
+            self._catch_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catch_up
+            self._catch_up = None
+        for waiting in self._confirmations.values():
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(ConnectionError("live connection lost"))
+        self._confirmations.clear()
+
+    async def watch(self, channel: str) -> None:
+        if channel in self.cursors:
+            return
+        if self._conn is None:
+            # Just started or reconnecting: give the reader one timeout to get its connection.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timeout):
+                    await self._connected.wait()
+        conn = self._conn
+        if conn is None or channel in self.cursors:
+            if conn is None:
+                raise BrokerUnavailable("watch: Redis is unavailable (the live connection is down)")
+            return
+        cursor = Cursor(channel, None)
+        key = keys.notify(channel)
+        self.cursors[channel] = cursor
+        self._by_key[key.encode()] = cursor
+        try:
+            confirmed = self._expect_confirmation(key.encode())
+            with unavailable("watch"):
+                await conn.send_command("SUBSCRIBE", key)
+                async with asyncio.timeout(self._timeout):
+                    await confirmed
+            # Subscribed: every event appended from now on arrives as a notification. The stream's last id
+            # now marks where this watch starts; notifications up to it are covered by the caller's read.
+            cursor.last = await last_id(self._client, channel)
+        except BaseException:
+            if self.cursors.get(channel) is cursor:
+                await self.unwatch(channel)
+            raise
+        buffered, cursor.buffer, cursor.syncing = cursor.buffer, [], False
+        self.emit(cursor, buffered)
+
+    async def unwatch(self, channel: str) -> None:
+        cursor = self.cursors.pop(channel, None)
+        if cursor is None:
+            return
+        key = keys.notify(channel)
+        self._by_key.pop(key.encode(), None)
+        self._pending.pop(cursor, None)
+        if self._conn is not None:
+            with contextlib.suppress(*TRANSIENT):
+                await self._conn.send_command("UNSUBSCRIBE", key)
