@@ -35,9 +35,11 @@ async def started(live: LivePath) -> AsyncIterator[tuple[RedisServer, RedisStrea
 
 
 async def wait_ready(broker: RedisStreamsBroker, ready: bool, timeout: float = 8.0) -> None:
-    async with asyncio.timeout(timeout):
-        while broker.ready is not ready:
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - ready is a plain property, polled as /readyz would be
+    """Poll ``ready`` as /readyz does: it is a plain property, not something to wait on."""
+    deadline = time.monotonic() + timeout
+    while broker.ready is not ready:
+        assert time.monotonic() < deadline, f"ready stayed {broker.ready} for {timeout} s"
+        await asyncio.sleep(0.05)
 
 
 async def test_calls_while_down_raise_quickly(started: tuple[RedisServer, RedisStreamsBroker, Collector]) -> None:

@@ -60,10 +60,11 @@ class Cursor:
 
 
 def parse_entries(entries: Sequence[Any]) -> list[Event]:
-    """Stream entries ``[id, [field, value, ...]]`` as events."""
+    """Stream entries ``[id, [field, value, ...]]`` as events (or ``(id, {field: value})``, the shape redis-py's
+    response callback gives XRANGE when it is sent as a plain command)."""
     events = []
     for entry_id, flat in entries:
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
         traceparent = fields.get(b"traceparent")
         events.append(
             Event(
