@@ -10,6 +10,7 @@ same thing on a real API server and on the test emulator.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import Awaitable, Callable
@@ -74,10 +75,7 @@ class Kube:
         namespace: str | None = None
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-            if os.path.exists(path):
-                with open(path, encoding="utf-8") as file:
-                    namespace = file.read().strip() or None
+            namespace = await asyncio.to_thread(_service_account_namespace)
         else:
             await config.load_kube_config(client_configuration=cfg)
         return cls.from_configuration(cfg, default_namespace=namespace)
@@ -156,3 +154,12 @@ class Kube:
         except OSError as exc:
             raise TemporaryFailure(f"Kubernetes API unreachable: {exc}") from exc
         return data
+
+
+def _service_account_namespace() -> str | None:
+    """The pod's namespace (kopf posts events about cluster-scoped objects there); None outside a pod."""
+    path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        return file.read().strip() or None

@@ -6,6 +6,8 @@ elsewhere; here are only the choices about kopf itself:
 
 * standalone: no peering (the chart runs one replica with ``strategy: Recreate``; kopf has no Lease election);
 * no CRD or namespace scanning: the CRDs are installed with the chart, so their discovery needs no watch;
+* handlers have explicit ids: they name kopf's progress annotations, and nested function names would not
+  be valid annotation keys;
 * Gateways are indexed by namespace, so a Channel finds the Redis instances of its namespace, and kopf
   holds the other handlers back until that index is complete;
 * only warnings become Kubernetes events (a bad spec), not every handler's success;
@@ -77,7 +79,7 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     log = logging.getLogger("fleetcast_operator")
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     def login(**_: Any) -> kopf.ConnectionInfo:
         info = rt.kube.login
         return kopf.ConnectionInfo(
@@ -91,7 +93,7 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
             default_namespace=info.default_namespace,
         )
 
-    @kopf.index(*GATEWAYS, registry=registry)
+    @kopf.index(*GATEWAYS, registry=registry, id="gateways_by_namespace")
     def gateways_by_namespace(
         namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any
     ) -> dict[str | None, Any]:
@@ -106,9 +108,9 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
             patch = {"conditions": conditions.upsert(current, "Ready", ok, reason, message)}
             await rt.kube.patch_gateway_status(namespace, name, patch)
 
-    @kopf.on.resume(*GATEWAYS, registry=registry)
-    @kopf.on.create(*GATEWAYS, registry=registry)
-    @kopf.on.update(*GATEWAYS, field="spec", registry=registry)
+    @kopf.on.resume(*GATEWAYS, registry=registry, id="reconcile")
+    @kopf.on.create(*GATEWAYS, registry=registry, id="reconcile")
+    @kopf.on.update(*GATEWAYS, field="spec", registry=registry, id="reconcile")
     async def reconcile_gateway(
         name: str, namespace: str | None, uid: str, spec: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
@@ -123,16 +125,16 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
         except TemporaryFailure as exc:
             raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
 
-    @kopf.timer(*GATEWAYS, interval=rt.settings.autoscale_interval, registry=registry)
+    @kopf.timer(*GATEWAYS, interval=rt.settings.autoscale_interval, registry=registry, id="autoscale")
     async def autoscale(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
         try:
             await autoscale_step(rt, namespace or "", name, _gateway_memory(memo))
         except TemporaryFailure as exc:
             log.warning("autoscaler step for %s/%s failed, retrying on the next one: %s", namespace, name, exc)
 
-    @kopf.on.resume(*CHANNELS, registry=registry)
-    @kopf.on.create(*CHANNELS, registry=registry)
-    @kopf.on.update(*CHANNELS, field="spec", registry=registry)
+    @kopf.on.resume(*CHANNELS, registry=registry, id="policy")
+    @kopf.on.create(*CHANNELS, registry=registry, id="policy")
+    @kopf.on.update(*CHANNELS, field="spec", registry=registry, id="policy")
     async def apply_channel(
         name: str,
         namespace: str | None,
@@ -155,7 +157,7 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
         patch.status["conditions"] = conditions.upsert(previous, "Ready", result.ready, result.reason, result.message)
         patch.status["observedGeneration"] = body.metadata.get("generation")
 
-    @kopf.timer(*CHANNELS, interval=rt.settings.channel_status_interval, registry=registry)
+    @kopf.timer(*CHANNELS, interval=rt.settings.channel_status_interval, registry=registry, id="status")
     async def channel_status(
         name: str,
         namespace: str | None,
@@ -178,7 +180,7 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
         previous = status.get("conditions")
         patch.status["conditions"] = conditions.upsert(previous, "Ready", result.ready, result.reason, result.message)
 
-    @kopf.on.delete(*CHANNELS, registry=registry, retries=DELETE_RETRIES)
+    @kopf.on.delete(*CHANNELS, registry=registry, retries=DELETE_RETRIES, id="remove-policy")
     async def delete_channel(
         name: str,
         namespace: str | None,

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+
 from fleetcast.contract import keys
 from fleetcast.contract.commands import DrainCommand
 from fleetcast.contract.heartbeat import Heartbeat

@@ -33,6 +33,7 @@ CRUD = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 
 _VERSIONS = itertools.count(100)
+RV_PATH = "/metadata/resourceVersion"
 
 
 class Emulator(kmock.KubernetesEmulator):
@@ -44,8 +45,16 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> Any:
         writes = (kmock.action.CREATE, kmock.action.UPDATE)
-        if request.resource is not None and request.action in writes and isinstance(request.data, dict):
-            request.data.setdefault("metadata", {})["resourceVersion"] = str(next(_VERSIONS))
+        if request.resource is not None and request.action in writes:
+            version = str(next(_VERSIONS))
+            if isinstance(request.data, dict):
+                request.data.setdefault("metadata", {})["resourceVersion"] = version
+            elif isinstance(request.data, list):
+                # A JSON patch (kopf's finalizers): last writer wins, as for every other write here. Its
+                # optimistic "test" of the version is dropped: kopf would only retry on the next watch event,
+                # which the emulator's timing may never deliver for an object nobody else touches.
+                ops = [op for op in request.data if not (op.get("op") == "test" and op.get("path") == RV_PATH)]
+                request.data[:] = [*ops, {"op": "replace", "path": RV_PATH, "value": version}]
         return await super()._handle(request)
 
 

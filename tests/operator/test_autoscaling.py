@@ -86,7 +86,9 @@ async def test_scale_up_then_drain_then_scale_down(
         assert COST not in (current(emulator, PODS, "edge-a")["metadata"].get("annotations") or {})
 
         # Draining, not empty yet: the replicas must not move however long it takes.
-        await fleet.report(client, busy, fleet.beat("edge-b", 120, draining=True), fleet.beat("edge-c", 0, draining=True))
+        await fleet.report(
+            client, busy, fleet.beat("edge-b", 120, draining=True), fleet.beat("edge-c", 0, draining=True)
+        )
         await asyncio.sleep(1.0)
         assert replicas(emulator) == 3
 
@@ -134,7 +136,11 @@ async def test_restart_with_pods_that_never_empty_ends_at_the_deadline(
         await fleet.report(client, fleet.beat("edge-a", 1500), fleet.beat("edge-b", 300), fleet.beat("edge-c", 200))
         await eventually(lambda: (scale_down(emulator) or {}).get("phase") == "Draining", what="drain commands sent")
 
-    stuck = (fleet.beat("edge-a", 1500), fleet.beat("edge-b", 50, draining=True), fleet.beat("edge-c", 50, draining=True))
+    stuck = (
+        fleet.beat("edge-a", 1500),
+        fleet.beat("edge-b", 50, draining=True),
+        fleet.beat("edge-c", 50, draining=True),
+    )
     async with running_operator(url):
 
         async def stuck_and_scaled() -> bool:

@@ -110,7 +110,7 @@ def decide(
     """The replica count to run now, given the recommendations made before ``now``."""
     raw, reason = recommend(rules, current, load)
     horizon = now - max(rules.up_stabilization, rules.down_stabilization)
-    kept = tuple(r for r in history if r.at >= horizon and r.at <= now) + (Recommendation(now, raw),)
+    kept = (*tuple(r for r in history if r.at >= horizon and r.at <= now), Recommendation(now, raw))
 
     if not rules.enabled:
         return Decision(rules.min_replicas, raw, reason, kept)
