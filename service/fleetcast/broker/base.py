@@ -14,8 +14,9 @@ Ordering and atomicity
 
 Retention
     A channel keeps at least ``Retention.max_events`` events and events younger than ``max_age_seconds``.
-    The memory broker trims exactly; Redis trims approximately (``MAXLEN ~``/``MINID ~``), keeping at least as
-    many. Trimming removes events from the head, oldest first.
+    The memory broker trims exactly; a Redis broker may keep more (callers may rely on "at least" only).
+    Trimming removes events from the head, oldest first, and the broker remembers the newest id it trimmed
+    (Redis 7.0 does not do so itself when trimming; the Redis broker records it, see ``redis_scripts``).
 
 Reading after an id
     :meth:`Broker.read` returns events with id greater than ``since``, oldest first. The read has a *gap*
@@ -30,9 +31,12 @@ Live delivery
     :meth:`read` from the caller's position: the read covers everything up to the watch's start.
 
 Faults
-    While the backing store is unreachable, ``publish``, ``read`` and ``info`` raise
-    :class:`fleetcast.errors.BrokerUnavailable` quickly (they never hang) and :attr:`Broker.ready` is False.
-    Live delivery resumes by itself after the store comes back, from the last delivered id of each channel.
+    While the backing store is unreachable, ``publish``, ``read``, ``info`` and ``watch`` raise
+    :class:`fleetcast.errors.BrokerUnavailable` quickly (they never hang) and :attr:`Broker.ready` is False; a
+    ``watch`` that raised watches nothing. Live delivery resumes by itself after the store comes back, from the
+    last delivered id of each channel, without duplicates. The live path does not report history the store
+    lost meanwhile (a Redis restart without persistence): a caller that needs to know reads from its last id
+    after ``ready`` turns True again, and the gap rule answers.
 """
 
 from __future__ import annotations
