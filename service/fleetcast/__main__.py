@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
+from fleetcast.drain.controller import DrainSettings
 from fleetcast.settings import AuthSettings, BrokerSettings, LimitSettings, ServerSettings, Settings, env
 
 _WS_FRAME_OVERHEAD = 64 * 1024
@@ -46,7 +47,51 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=int(env("outbox-max-bytes", str(LimitSettings().outbox_max_bytes)) or 0),
         help="unsent bytes a session may hold before it counts as a slow consumer (%(default)s)",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(env("max-connections", str(LimitSettings().max_connections)) or 0),
+        help="connections this pod takes before turning new ones away (%(default)s)",
+    )
+    drain = DrainSettings()
+    serve.add_argument(
+        "--drain-rate",
+        type=float,
+        default=float(env("drain-rate", str(drain.rate)) or drain.rate),
+        help="sessions closed per second while draining (%(default)s)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=float(env("drain-timeout", str(drain.timeout)) or drain.timeout),
+        help="seconds until a drain closes everything left and the process exits (%(default)s)",
+    )
+    serve.add_argument(
+        "--drain-propagation",
+        type=float,
+        default=float(env("drain-propagation", str(drain.propagation_seconds)) or 0),
+        help="seconds between turning unready and turning new sessions away (%(default)s)",
+    )
+    serve.add_argument(
+        "--drain-reconnect-delay-ms",
+        type=int,
+        default=int(env("drain-reconnect-delay-ms", str(drain.reconnect_delay_ms)) or 0),
+        help="upper bound of the jittered delay drained clients wait before reconnecting (%(default)s)",
+    )
     serve.add_argument("--log-level", default=env("log-level", "info"))
+
+
+def _add_drain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    drain = subparsers.add_parser(
+        "drain", help="drain the pod on this machine and wait until it is empty (the preStop hook runs this)"
+    )
+    drain.add_argument("--port", type=int, default=int(env("port", "8000") or 8000))
+    drain.add_argument(
+        "--timeout",
+        type=float,
+        default=float(env("drain-timeout", str(DrainSettings().timeout)) or 60),
+        help="seconds to wait for the drain (%(default)s)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -58,7 +103,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
             strict_channels=args.strict_channels,
         ),
         auth=AuthSettings(publish_key=args.publish_key or None, admin_token=args.admin_token or None),
-        limits=LimitSettings(outbox_max_bytes=args.outbox_max_bytes),
+        limits=LimitSettings(outbox_max_bytes=args.outbox_max_bytes, max_connections=args.max_connections),
+        drain=DrainSettings(
+            rate=args.drain_rate,
+            timeout=args.drain_timeout,
+            propagation_seconds=args.drain_propagation,
+            reconnect_delay_ms=args.drain_reconnect_delay_ms,
+        ),
     )
 
 
@@ -66,10 +117,13 @@ def serve(settings: Settings, log_level: str) -> None:
     import uvicorn
 
     from fleetcast.app import create_app
+    from fleetcast.pod import Pod
+    from fleetcast.server import GatewayServer
     from fleetcast.transports.uvicorn_ws import FleetcastWebSocketProtocol
 
+    pod = Pod(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, pod),
         host=settings.server.host,
         port=settings.server.port,
         http="httptools",
@@ -82,18 +136,50 @@ def serve(settings: Settings, log_level: str) -> None:
         lifespan="on",
         log_level=log_level,
         access_log=False,
+        # After a drain nothing should be left open; this only bounds shutdown if something is.
+        timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    GatewayServer(config, pod.drain).run()
+
+
+def drain(port: int, timeout: float) -> int:
+    """Ask the local pod to drain and wait until it is done (or the process is gone): the preStop hook."""
+    import time
+
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        started = httpx.post(f"{base}/internal/drain", timeout=5)
+        started.raise_for_status()
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{base}/internal/drain", timeout=5).json()
+            if status["state"] == "drained":
+                print(f"drained: {status['closed']} sessions closed")
+                return 0
+            time.sleep(0.5)
+    except httpx.TransportError:
+        print("the pod stopped listening: drained")
+        return 0
+    except httpx.HTTPStatusError as exc:
+        print(f"drain refused: {exc.response.status_code} {exc.response.text}", file=sys.stderr)
+        return 1
+    print(f"drain still running after {timeout} s", file=sys.stderr)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fleetcast", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
+    _add_drain(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         serve(settings_from(args), args.log_level)
+    elif args.command == "drain":
+        sys.exit(drain(args.port, args.timeout))
 
 
 if __name__ == "__main__":

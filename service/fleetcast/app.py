@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fleetcast import __version__
-from fleetcast.api import channels, errors, health
+from fleetcast.api import admin, channels, errors, health
 from fleetcast.pod import Pod
 from fleetcast.settings import Settings
 from fleetcast.transports.websocket import websocket_endpoint
@@ -30,5 +30,6 @@ def create_app(settings: Settings, pod: Pod | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(channels.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.add_api_websocket_route("/v1/ws", websocket_endpoint)
     return app

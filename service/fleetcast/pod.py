@@ -7,6 +7,9 @@ import logging
 from fleetcast.broker.base import Broker
 from fleetcast.broker.memory import MemoryBroker
 from fleetcast.contract.policy import ChannelPolicy
+from fleetcast.core import disconnects
+from fleetcast.core.disconnects import Disconnect
+from fleetcast.drain.controller import DrainController
 from fleetcast.hub.hub import Hub
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
@@ -36,6 +39,15 @@ class Pod:
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
         self.sessions: set[Session] = set()
         """Every open session, for drain and for the bytes they hold unsent."""
+        self.drain = DrainController(self.sessions, settings.drain)
+
+    def admission(self) -> Disconnect | None:
+        """Why a new session must be turned away (draining, or the pod is full), or None to take it."""
+        if not self.drain.accepting:
+            return disconnects.DRAINING
+        if sum(self.connections.values()) >= self.settings.limits.max_connections:
+            return disconnects.OVERLOADED
+        return None
 
     def buffered_bytes(self) -> int:
         """Bytes written for clients but not yet taken by them, over all sessions."""
@@ -43,7 +55,8 @@ class Pod:
 
     @property
     def ready(self) -> bool:
-        return self.broker.ready
+        """Whether this pod should get new clients: the broker is reachable and the pod is not draining."""
+        return self.broker.ready and not self.drain.draining
 
     async def start(self) -> None:
         await self.hub.start()
@@ -56,5 +69,6 @@ class Pod:
         )
 
     async def close(self) -> None:
+        await self.drain.close()
         await self.broker.close()
         await self.hub.close()

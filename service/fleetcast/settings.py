@@ -6,6 +6,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from fleetcast.drain.controller import DrainSettings
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
@@ -46,6 +48,8 @@ class LimitSettings:
     """WebSocket protocol pings; a client that does not answer within the same time is disconnected."""
     sse_retry_ms: int = 1000
     """Base of the per-client jittered SSE ``retry:`` value."""
+    max_connections: int = 20_000
+    """Connections one pod takes; more are turned away (WebSocket 1013, SSE a reconnect event)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    drain: DrainSettings = field(default_factory=DrainSettings)
 
 
 def env(name: str, default: str | None = None) -> str | None:

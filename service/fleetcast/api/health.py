@@ -25,6 +25,7 @@ async def readyz(request: Request) -> Response:
     status = {
         "ready": pod.ready,
         "broker": pod.broker.ready,
+        "draining": pod.drain.draining,
         "connections": pod.connections,
         "buffered_bytes": pod.buffered_bytes(),
     }

@@ -18,7 +18,9 @@ replays what was missed. Between streams it waits as the server said:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +39,13 @@ log = logging.getLogger(__name__)
 
 TERMINAL_STATUS = frozenset({400, 401, 403, 404})
 _ERROR_BODY_MAX = 64 * 1024
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every SSE client of the process: building one loads the trust store (tens of ms),
+    which a thousand clients starting together would otherwise do a thousand times on the event loop."""
+    return ssl.create_default_context()
 
 
 class SseClient(ClientBase):
@@ -79,7 +88,7 @@ class SseClient(ClientBase):
     async def _run(self) -> None:
         t = self.timeouts
         timeout = httpx.Timeout(connect=t.open, read=t.idle, write=t.open, pool=t.open)
-        async with httpx.AsyncClient(timeout=timeout) as http:
+        async with httpx.AsyncClient(timeout=timeout, verify=_tls_context()) as http:
             turn = 0
             while True:
                 self.url = self.urls[turn % len(self.urls)]

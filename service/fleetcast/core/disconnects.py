@@ -33,6 +33,8 @@ TOO_BIG = Disconnect(1009, "message too big", "none")
 INTERNAL = Disconnect(1011, "internal error", "backoff")
 DRAIN = Disconnect(1012, "drain", "reconnect")
 OVERLOADED = Disconnect(1013, "overloaded", "backoff")
+DRAINING = Disconnect(1013, "draining", "reconnect")
+"""A new session reached a pod that is draining: come back after ``after_ms`` (to another pod)."""
 UNAUTHORIZED = Disconnect(4001, "unauthorized", "none")
 FORBIDDEN = Disconnect(4003, "forbidden", "none")
 UNKNOWN_CHANNEL = Disconnect(4004, "unknown channel", "none")
@@ -42,6 +44,6 @@ RATE_LIMITED = Disconnect(4129, "rate limited", "backoff")
 BROKER_DOWN = Disconnect(1013, "broker unavailable", "backoff")
 
 ALL = (
-    NORMAL, TOO_BIG, INTERNAL, DRAIN, OVERLOADED, UNAUTHORIZED, FORBIDDEN,
+    NORMAL, TOO_BIG, INTERNAL, DRAIN, OVERLOADED, DRAINING, UNAUTHORIZED, FORBIDDEN,
     UNKNOWN_CHANNEL, PROTOCOL_ERROR, SLOW_CONSUMER, RATE_LIMITED, BROKER_DOWN,
 )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Drain: move a pod's clients to other pods at a paced rate before the pod goes away."""

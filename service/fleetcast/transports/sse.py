@@ -28,7 +28,7 @@ from fleetcast.core.messages import Ref
 from fleetcast.errors import BrokerUnavailable
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
-from fleetcast.session.session import Session
+from fleetcast.session.session import Session, jittered_backoff_ms
 
 SEND_TIMEOUT_SECONDS = 10.0
 """A client that takes no bytes for this long while we have some to send is cut off."""
@@ -129,6 +129,13 @@ class SseStream(Response):
         retry_ms = pod.settings.limits.sse_retry_ms
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         wire.write(sse.retry(retry_ms + random.randint(0, retry_ms)))
+        refusal = pod.admission()
+        if refusal is not None:
+            # Never a 5xx for a transient refusal: EventSource would give up for good. 200, then come back.
+            wire.close(refusal, pod.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms())
+            await wire.flush(SEND_TIMEOUT_SECONDS)
+            await _finish(send, wire)
+            return
         listener = asyncio.create_task(_wait_for_disconnect(receive, wire), name="sse-disconnect")
         pod.connections["sse"] += 1
         pod.sessions.add(session)
@@ -138,10 +145,7 @@ class SseStream(Response):
             except BrokerUnavailable:
                 session.close(disconnects.BROKER_DOWN)
             await _pump(wire, pod.settings.limits.sse_heartbeat_seconds)
-            if wire.ending is not None and not wire.disconnected:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                        await send({"type": "http.response.body", "body": wire.ending, "more_body": False})
+            await _finish(send, wire)
         finally:
             pod.connections["sse"] -= 1
             pod.sessions.discard(session)
@@ -149,6 +153,14 @@ class SseStream(Response):
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+
+
+async def _finish(send: Send, wire: SseWire) -> None:
+    """End the response with the session's last words, if the client is still there to read them."""
+    if wire.ending is not None and not wire.disconnected:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await send({"type": "http.response.body", "body": wire.ending, "more_body": False})
 
 
 async def _pump(wire: SseWire, heartbeat: float) -> None:

@@ -17,7 +17,7 @@ from fleetcast.core.messages import ProtocolError, Ref
 from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
-from fleetcast.session.session import Session
+from fleetcast.session.session import Session, jittered_backoff_ms
 from fleetcast.transports.uvicorn_ws import EXTENSION, FrameWriter
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(1011, "fleetcast WebSocket needs `fleetcast serve` (its uvicorn protocol)")
         return
     wire = WsWire(writer)
+    refusal = pod.admission()
+    if refusal is not None:
+        # Transient: the client comes back (to another pod) after after_ms; the close handshake ends it.
+        wire.close(refusal, pod.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms())
+        return
     session = Session(
         hub=pod.hub, broker=pod.broker, policies=pod.policies, wire=wire, codec=WsCodec(), limits=pod.limits
     )

@@ -1,0 +1,151 @@
+"""The drain controller: how a pod leaves without losing anyone's events.
+
+A drain is started by the ``preStop`` hook (``POST /internal/drain``), by SIGTERM, or by the operator's
+``drain <pod>`` command, and runs these steps once, whichever comes first:
+
+1. flip readiness to 503 at once, so Kubernetes takes the pod out of its Service's endpoints;
+2. wait the propagation delay, while endpoints update everywhere; sessions still arrive and are served;
+3. turn new sessions away (WebSocket: ``reconnect`` then close 1013; SSE: 200, ``fleetcast.reconnect``, end);
+4. close existing sessions paced at ``rate`` per second, each told to come back after a jittered ``after_ms``
+   (WebSocket: ``reconnect`` then close 1012; SSE: ``fleetcast.reconnect`` with ``retry:``): clients resume
+   from their last id on another pod, so nothing is lost;
+5. at the deadline, close whatever is left at once; then, if asked, make the process exit.
+
+It deliberately does not wait for clients to acknowledge anything: a client's resume is what guarantees no loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from fleetcast.core import disconnects
+
+if TYPE_CHECKING:
+    from fleetcast.session.session import Session
+
+log = logging.getLogger(__name__)
+
+State = Literal["serving", "draining", "drained"]
+_TICK_SECONDS = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class DrainSettings:
+    rate: float = 200.0
+    """Sessions closed per second."""
+    timeout: float = 60.0
+    """Seconds from the start of a drain until every remaining session is closed and the process may exit."""
+    propagation_seconds: float = 2.0
+    """Seconds between turning unready and turning new sessions away (endpoint propagation)."""
+    reconnect_delay_ms: int = 1000
+    """Upper bound of the per-client jittered ``after_ms``."""
+
+
+class DrainController:
+    def __init__(self, sessions: set[Session], settings: DrainSettings) -> None:
+        self._sessions = sessions
+        self.settings = settings
+        self.state: State = "serving"
+        self.accepting = True
+        """False once new sessions are turned away (step 3)."""
+        self.closed = 0
+        """Sessions this drain closed."""
+        self.close_times: list[float] = []
+        """Monotonic times of each close, for the pacing record (bounded by the sessions there were)."""
+        self.on_exit: Callable[[], None] | None = None
+        """Called when a drain that was asked to exit is done (the server sets it to stop itself)."""
+        self._exit = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.state != "serving"
+
+    @property
+    def remaining(self) -> int:
+        return len(self._sessions) if self.draining else 0
+
+    def pacing(self) -> dict[str, float]:
+        """How the closes were spread: seconds from first to last, and the most in any one-second window."""
+        times = self.close_times
+        if not times:
+            return {"span_seconds": 0.0, "max_per_second": 0.0}
+        most, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= 1.0:
+                start += 1
+            most = max(most, end - start + 1)
+        return {"span_seconds": round(times[-1] - times[0], 3), "max_per_second": float(most)}
+
+    def after_ms(self) -> int:
+        """A per-client jittered reconnect delay, so a drained pod's clients do not arrive elsewhere in step."""
+        delay = self.settings.reconnect_delay_ms
+        return random.randint(min(100, delay), delay) if delay > 0 else 0
+
+    def begin(self, *, rate: float | None = None, timeout: float | None = None, exit: bool = False) -> bool:
+        """Start draining; True if this call started it. A later call can only add ``exit``."""
+        self._exit = self._exit or exit
+        if self._task is not None:
+            if self.state == "drained" and self._exit and self.on_exit is not None:
+                self.on_exit()
+            return False
+        self.state = "draining"
+        self._task = asyncio.create_task(
+            self._run(rate or self.settings.rate, timeout or self.settings.timeout), name="drain"
+        )
+        return True
+
+    async def close(self) -> None:
+        """Cancel a drain in progress (the server is stopping anyway)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until the drain is done; False on timeout or if none was started."""
+        if self._task is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _run(self, rate: float, timeout: float) -> None:
+        start = time.monotonic()
+        deadline = start + timeout
+        log.info("drain started: %d sessions, %.0f/s, deadline %.0f s", len(self._sessions), rate, timeout)
+        # Step 2: endpoints stop sending us clients; those that still come are served and drained below.
+        await asyncio.sleep(min(self.settings.propagation_seconds, max(0.0, deadline - time.monotonic())))
+        self.accepting = False
+        # Step 4: paced closes. The budget follows the clock, so a late tick closes more, never faster on average.
+        paced_start = time.monotonic()
+        while self._sessions and time.monotonic() < deadline:
+            allowed = int(rate * (time.monotonic() - paced_start)) + 1
+            while self.closed < allowed and self._sessions:
+                self._close_one()
+            await asyncio.sleep(_TICK_SECONDS)
+        # Step 5: the deadline passed (or nobody is left): close the rest at once.
+        while self._sessions:
+            self._close_one()
+        self.state = "drained"
+        log.info("drain done: %d sessions closed in %.1f s", self.closed, time.monotonic() - start)
+        if self._exit and self.on_exit is not None:
+            self.on_exit()
+
+    def _close_one(self) -> None:
+        session = next(iter(self._sessions))
+        self._sessions.discard(session)
+        session.close(disconnects.DRAIN, self.after_ms())
+        self.closed += 1
+        self.close_times.append(time.monotonic())

@@ -1,0 +1,43 @@
+"""uvicorn's server, with SIGTERM turned into a drain.
+
+uvicorn closes every WebSocket with 1012 the moment it gets SIGTERM, all at once, and an open SSE response
+holds its shutdown. A pod that is told to stop (scale-down, rolling update, node drain) should instead move its
+clients away at a paced rate first. So the first SIGTERM starts the drain (with exit), and the server stops when
+the drain is done (a drain already running is told to exit when done); a second SIGTERM, or SIGINT (Ctrl-C on a laptop), stops at once as uvicorn always does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from types import FrameType
+
+import uvicorn
+
+from fleetcast.drain.controller import DrainController
+
+
+class GatewayServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain: DrainController) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._terminating = False
+        drain.on_exit = self._exit_now
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def _exit_now(self) -> None:
+        self.should_exit = True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and not self._terminating and not self.should_exit and self._loop is not None:
+            # The first SIGTERM drains (or, if a preStop drain runs already, makes it exit when done).
+            # Called from the signal handler: hand it to the loop's thread.
+            self._terminating = True
+            self._loop.call_soon_threadsafe(lambda: self._drain.begin(exit=True))
+            return
+        super().handle_exit(sig, frame)
