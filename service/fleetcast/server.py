@@ -3,7 +3,8 @@
 uvicorn closes every WebSocket with 1012 the moment it gets SIGTERM, all at once, and an open SSE response
 holds its shutdown. A pod that is told to stop (scale-down, rolling update, node drain) should instead move its
 clients away at a paced rate first. So the first SIGTERM starts the drain (with exit), and the server stops when
-the drain is done (a drain already running is told to exit when done); a second SIGTERM, or SIGINT (Ctrl-C on a laptop), stops at once as uvicorn always does.
+the drain is done (a drain already running is told to exit when done); a second SIGTERM,
+or SIGINT (Ctrl-C on a laptop), stops at once as uvicorn always does.
 """
 
 from __future__ import annotations

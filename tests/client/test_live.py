@@ -64,7 +64,7 @@ async def take(client: WsClient | SseClient, n: int, timeout: float = 15.0) -> l
 
 async def until(condition: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 (polling a client's state; there is no event to wait on)
+        while not condition():
             await asyncio.sleep(0.02)
 
 
@@ -222,7 +222,7 @@ async def test_slow_consumer_close_resumes_on_the_other_pod_after_the_servers_af
 
             await publisher.send(150, pad="x" * 64 * 1024)
             async with asyncio.timeout(10):
-                while await subscribers_on_a():  # noqa: ASYNC110 (polling the pod over HTTP)
+                while await subscribers_on_a():
                     await asyncio.sleep(0.05)
             events = await take(client, 150, timeout=20)
         assert [e.id for e in events] == publisher.ids

@@ -17,6 +17,7 @@ It deliberately does not wait for clients to acknowledge anything: a client's re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -105,10 +106,8 @@ class DrainController:
         """Cancel a drain in progress (the server is stopping anyway)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def wait(self, timeout: float) -> bool:
         """Wait until the drain is done; False on timeout or if none was started."""
