@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from fleetcast import channel_cli
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
 from fleetcast.drain.controller import DrainSettings
 from fleetcast.settings import AuthSettings, BrokerSettings, LimitSettings, ServerSettings, Settings, env
@@ -174,12 +175,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
     _add_drain(subparsers)
+    channel_cli.add_channel_commands(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         serve(settings_from(args), args.log_level)
     elif args.command == "drain":
         sys.exit(drain(args.port, args.timeout))
+    elif args.command == "channel":
+        sys.exit(channel_cli.run(args))
 
 
 if __name__ == "__main__":

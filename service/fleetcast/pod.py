@@ -1,15 +1,28 @@
-"""One gateway pod's runtime: the broker, the hub, the policies and the counters, started and stopped together."""
+"""One gateway pod's runtime: broker, hub, policies, fleet membership and drain, started and stopped together.
+
+Besides composing the parts, the pod owns one housekeeping task: it writes this pod's heartbeat to the pod
+registry every :data:`~fleetcast.contract.heartbeat.INTERVAL_SECONDS` (sooner after a drain starts), and reloads
+channel policies when the fleet says they changed. Commands addressed to this pod (drain) arrive from the fleet.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 
 from fleetcast.broker.base import Broker
+from fleetcast.broker.coalescing import CoalescingBroker
+from fleetcast.broker.fleet import Fleet, MemoryFleet
 from fleetcast.broker.memory import MemoryBroker
+from fleetcast.contract.commands import DrainCommand
+from fleetcast.contract.heartbeat import INTERVAL_SECONDS, Heartbeat
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.drain.controller import DrainController
+from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
@@ -18,19 +31,30 @@ from fleetcast.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_REMOVE_HEARTBEAT_SECONDS = 2.0
 
-def make_broker(settings: Settings) -> Broker:
+
+def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
+    """The embedded pair, or the Redis pair when a Redis URL is set."""
+    pod, gateway = settings.server.pod_name, settings.server.gateway
     if settings.broker.redis_url is None:
-        return MemoryBroker()
+        return MemoryBroker(), MemoryFleet(gateway=gateway, pod=pod)
+    from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
-    return RedisStreamsBroker(settings.broker.redis_url)
+    url = settings.broker.redis_url
+    return RedisStreamsBroker(url), RedisFleet(url, gateway=gateway, pod=pod)
 
 
 class Pod:
-    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+    def __init__(self, settings: Settings, broker: Broker | None = None, fleet: Fleet | None = None) -> None:
         self.settings = settings
-        self.broker = broker if broker is not None else make_broker(settings)
+        if broker is None or fleet is None:
+            default_broker, default_fleet = make_broker(settings)
+            broker, fleet = broker or default_broker, fleet or default_fleet
+        # Resume bursts: identical concurrent history reads share one read, and reads are bounded in number.
+        self.broker: Broker = CoalescingBroker(broker)
+        self.fleet = fleet
         self.hub = Hub(self.broker)
         default = ChannelPolicy(history_max_events=settings.broker.history_max_events, publish_from_clients=True)
         self.policies = PolicyBook(default, strict=settings.broker.strict_channels)
@@ -40,6 +64,9 @@ class Pod:
         self.sessions: set[Session] = set()
         """Every open session, for drain and for the bytes they hold unsent."""
         self.drain = DrainController(self.sessions, settings.drain)
+        self._wake = asyncio.Event()
+        self._policies_stale = True
+        self._housekeeping: asyncio.Task[None] | None = None
 
     def admission(self) -> Disconnect | None:
         """Why a new session must be turned away (draining, or the pod is full), or None to take it."""
@@ -58,9 +85,23 @@ class Pod:
         """Whether this pod should get new clients: the broker is reachable and the pod is not draining."""
         return self.broker.ready and not self.drain.draining
 
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            pod=self.settings.server.pod_name,
+            gateway=self.settings.server.gateway,
+            timestamp=time.time(),
+            connections=dict(self.connections),
+            subscriptions=self.hub.subscriptions_by_family(),
+            draining=self.drain.draining,
+            remaining=self.drain.remaining,
+            ready=self.ready,
+        )
+
     async def start(self) -> None:
         await self.hub.start()
         await self.broker.start(self.hub.deliver)
+        await self.fleet.start(on_command=self._on_command, on_policy_change=self._on_policy_change)
+        self._housekeeping = asyncio.create_task(self._keep_house(), name="pod-housekeeping")
         log.info(
             "pod %s of gateway %s started on the %s broker",
             self.settings.server.pod_name,
@@ -70,5 +111,49 @@ class Pod:
 
     async def close(self) -> None:
         await self.drain.close()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        # Leave the registry at once, so the operator stops counting this pod (best effort: Redis may be down).
+        with contextlib.suppress(FleetcastError, TimeoutError):
+            async with asyncio.timeout(_REMOVE_HEARTBEAT_SECONDS):
+                await self.fleet.remove_heartbeat(self.settings.server.pod_name)
+        await self.fleet.close()
         await self.broker.close()
         await self.hub.close()
+
+    def _on_command(self, command: DrainCommand) -> None:
+        log.info("drain command from the operator: %s", command)
+        self.drain.begin(rate=command.connections_per_second, timeout=command.timeout_seconds, exit=command.exit)
+        self._wake.set()
+
+    def _on_policy_change(self, family: str | None) -> None:
+        self._policies_stale = True
+        self._wake.set()
+
+    async def _keep_house(self) -> None:
+        was_draining = False
+        while True:
+            if self._policies_stale:
+                await self._reload_policies()
+            try:
+                await self.fleet.write_heartbeat(self.heartbeat())
+            except FleetcastError as exc:
+                log.debug("heartbeat not written: %s", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(INTERVAL_SECONDS / 4 if self.drain.draining else INTERVAL_SECONDS):
+                    await self._wake.wait()
+            if self.drain.draining and not was_draining:
+                was_draining = True  # announce the drain at once, then every half second while it runs
+
+    async def _reload_policies(self) -> None:
+        try:
+            declared = await self.fleet.policies()
+        except FleetcastError as exc:
+            log.warning("channel policies not loaded (will retry): %s", exc)
+            return
+        self.policies.replace(declared)
+        self._policies_stale = False
+        log.info("channel policies loaded: %s", ", ".join(sorted(declared)) or "none declared")

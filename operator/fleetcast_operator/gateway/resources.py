@@ -75,7 +75,7 @@ def environment(gateway: str, spec: GatewaySpec) -> list[dict[str, Any]]:
         redis,
         {"name": "FLEETCAST_DRAIN_RATE", "value": repr(spec.drain.connections_per_second)},
         {"name": "FLEETCAST_DRAIN_TIMEOUT", "value": str(spec.drain.timeout_seconds)},
-        {"name": "FLEETCAST_RECONNECT_DELAY_MS", "value": str(spec.drain.reconnect_delay_ms)},
+        {"name": "FLEETCAST_DRAIN_RECONNECT_DELAY_MS", "value": str(spec.drain.reconnect_delay_ms)},
     ]
     if spec.otel.endpoint:
         env += [
