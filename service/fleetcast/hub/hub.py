@@ -27,6 +27,10 @@ class Subscriber(Protocol):
         """Take a batch; must not block or raise."""
         ...
 
+    def lost(self, requested: str, earliest: str | None) -> None:
+        """Live delivery skipped events after ``requested`` that the broker no longer has (history lost)."""
+        ...
+
 
 class _Room:
     __slots__ = ("empty_since", "lock", "subscribers", "watched")
@@ -90,6 +94,18 @@ class Hub:
             except Exception:  # one broken session must not starve the others
                 log.exception("delivery to a subscriber of %s failed", channel)
         self.delivered_events += len(events) * len(room.subscribers)
+
+    def lost(self, channel: str, requested: str, earliest: str | None) -> None:
+        """The broker's signal that live delivery of ``channel`` resumes after lost history: every local
+        subscriber is told with a gap before the events that follow."""
+        room = self._rooms.get(channel)
+        if room is None:
+            return
+        for subscriber in tuple(room.subscribers):
+            try:
+                subscriber.lost(requested, earliest)
+            except Exception:
+                log.exception("gap signal to a subscriber of %s failed", channel)
 
     def subscriber_count(self, channel: str) -> int:
         room = self._rooms.get(channel)

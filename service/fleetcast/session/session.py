@@ -88,6 +88,17 @@ class Subscription:
             self.pending_count = 0
             self.overflowed = True
 
+    def lost(self, requested: str, earliest: str | None) -> None:
+        if not self.active:
+            return
+        if self.live:
+            self.session.send(self.session.codec.gap(self.channel, requested, earliest))
+        else:
+            # Mid-replay: the replay's next read applies the gap rule and reports it in order.
+            self.pending.clear()
+            self.pending_count = 0
+            self.overflowed = True
+
     def _above_floor(self, batch: Batch) -> Batch:
         floor = self.floor
         assert floor is not None
