@@ -24,6 +24,7 @@ from fleetcast.core.disconnects import Disconnect
 from fleetcast.drain.controller import DrainController
 from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
+from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
 from fleetcast.session.session import Limits, Session
@@ -61,6 +62,7 @@ class Pod:
         self.publisher = Publisher(self.broker, self.policies)
         self.limits = Limits(outbox_max_bytes=settings.limits.outbox_max_bytes)
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
+        self.counters = SessionCounters()
         self.sessions: set[Session] = set()
         """Every open session, for drain and for the bytes they hold unsent."""
         self.drain = DrainController(self.sessions, settings.drain)
@@ -99,7 +101,7 @@ class Pod:
 
     async def start(self) -> None:
         await self.hub.start()
-        await self.broker.start(self.hub.deliver)
+        await self.broker.start(self.hub.deliver, self.hub.lost)
         await self.fleet.start(on_command=self._on_command, on_policy_change=self._on_policy_change)
         self._housekeeping = asyncio.create_task(self._keep_house(), name="pod-housekeeping")
         log.info(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Literal
 
 import pytest
@@ -32,6 +33,7 @@ class RecordingWire:
         self.records: list[tuple[object, ...]] = []
         self.closed_with: Disconnect | None = None
         self.unsent = 0
+        self.on_writable: Callable[[], None] = lambda: None
 
     @property
     def closed(self) -> bool:
@@ -43,6 +45,13 @@ class RecordingWire:
 
     def buffered(self) -> int:
         return self.unsent
+
+    @property
+    def writable(self) -> bool:
+        return self.unsent == 0
+
+    def set_on_writable(self, callback: Callable[[], None]) -> None:
+        self.on_writable = callback
 
     async def drain(self, timeout: float) -> bool:
         await asyncio.sleep(0)
@@ -175,3 +184,48 @@ async def test_subscribe_limits_and_policy() -> None:
     session.unsubscribe("a")
     with pytest.raises(Exception, match="does not allow the ws transport"):
         await session.subscribe("sse-only:x", None)
+
+
+async def lagging_session(policy: ChannelPolicy) -> tuple[Session, RecordingWire, MemoryBroker]:
+    broker = MemoryBroker()
+    session, wire, _ = await make_session(broker)
+    session.policies.replace({"slow": policy})
+    await session.subscribe("slow", None)
+    return session, wire, broker
+
+
+async def test_drop_oldest_keeps_the_newest_and_reports_the_hole() -> None:
+    """A lagging client under dropOldest gets a gap from its last id, then the newest `buffer` events."""
+    session, wire, broker = await lagging_session(ChannelPolicy(slow_consumer="dropOldest", slow_consumer_buffer=5))
+    first = await publish(broker, "slow", 2)
+    await asyncio.sleep(0)
+    wire.unsent = 1  # the client stops taking bytes
+    later = await publish(broker, "slow", 12)
+    await asyncio.sleep(0)
+    assert wire.event_ids() == first
+    wire.unsent = 0
+    wire.on_writable()
+    assert wire.event_ids() == first + later[-5:]
+    assert ("gap", first[-1], later[-5]) in wire.records
+    assert session.counters.dropped["dropOldest"] == 7
+
+
+async def test_conflate_delivers_the_latest_value_per_key_never_a_stale_one() -> None:
+    """Under conflate a lagging client gets one event per key, each the newest, without a gap."""
+    broker = MemoryBroker()
+    session, wire, _ = await make_session(broker)
+    session.policies.replace({"score": ChannelPolicy(slow_consumer="conflate", conflate_by="team")})
+    await session.subscribe("score", None)
+    wire.unsent = 1
+    latest: dict[str, str] = {}
+    for n in range(30):
+        team = "abc"[n % 3]
+        latest[team] = await broker.publish(
+            "score", json.dumps({"team": team, "n": n}).encode(), "score", retention=Retention()
+        )
+    await asyncio.sleep(0)
+    wire.unsent = 0
+    wire.on_writable()
+    assert sorted(wire.event_ids()) == sorted(latest.values())
+    assert not [r for r in wire.records if r[0] == "gap"]
+    assert session.counters.dropped["conflate"] == 0

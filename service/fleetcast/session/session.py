@@ -28,6 +28,8 @@ from fleetcast.core.messages import Ref
 from fleetcast.errors import BadRequest, Forbidden, InvalidEventId
 from fleetcast.hub.batch import Batch
 from fleetcast.hub.hub import Hub
+from fleetcast.session.backlog import Backlog
+from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.wire import Codec, Wire
 
@@ -54,7 +56,8 @@ class Subscription:
     """One channel of one session. The hub calls :meth:`deliver`."""
 
     __slots__ = (
-        "active", "channel", "floor", "live", "overflowed", "pending", "pending_count", "policy", "session",
+        "active", "backlog", "channel", "floor", "last_id", "live", "overflowed", "pending", "pending_count",
+        "policy", "session",
     )  # fmt: skip
 
     def __init__(self, session: Session, channel: str, policy: ChannelPolicy) -> None:
@@ -66,6 +69,10 @@ class Subscription:
         self.pending: list[Batch] = []
         self.pending_count = 0
         self.overflowed = False
+        self.last_id: str | None = None
+        """The last event id written for the client on the live path."""
+        self.backlog: Backlog | None = None
+        """Events parked while the client is slow (``dropOldest`` and ``conflate`` only)."""
         self.floor: ids.EventId | None = None
         """After a replay: the last replayed id. A live batch may still carry events the replay already read
         (appended before the read, delivered after it); they are dropped until an event above the floor."""
@@ -78,7 +85,7 @@ class Subscription:
                 batch = self._above_floor(batch)
                 if not batch.events:
                     return
-            self.session.send_batch(batch)
+            self.session.deliver_live(self, batch)
             return
         self.pending.append(batch)
         self.pending_count += len(batch)
@@ -122,6 +129,7 @@ class Session:
         wire: Wire,
         codec: Codec,
         limits: Limits,
+        counters: SessionCounters | None = None,
     ) -> None:
         self.hub = hub
         self.broker = broker
@@ -129,7 +137,10 @@ class Session:
         self.wire = wire
         self.codec = codec
         self.limits = limits
+        self.counters = counters if counters is not None else SessionCounters()
         self.subscriptions: dict[str, Subscription] = {}
+        self._backlogged: set[Subscription] = set()
+        wire.set_on_writable(self.flush_backlogs)
 
     def policy_for(self, channel: str) -> ChannelPolicy:
         """The channel's policy, if this transport may subscribe to it; raises a :class:`FleetcastError`."""
@@ -198,14 +209,15 @@ class Session:
         pending, subscription.pending = subscription.pending, []
         subscription.pending_count = 0
         subscription.live = True
+        subscription.last_id = last
         if last is None:
             for batch in pending:
-                self.send_batch(batch)
+                self.deliver_live(subscription, batch)
             return
         last_id = ids.parse(last)
         fresh: list[Event] = [e for batch in pending for e in batch.events if ids.parse(e.id) > last_id]
         if fresh:
-            self.send_batch(Batch(subscription.channel, fresh))
+            self.deliver_live(subscription, Batch(subscription.channel, fresh))
         else:
             subscription.floor = last_id
 
@@ -219,6 +231,8 @@ class Session:
     def _drop(self, subscription: Subscription) -> None:
         subscription.active = False
         subscription.pending.clear()
+        subscription.backlog = None
+        self._backlogged.discard(subscription)
         if self.subscriptions.get(subscription.channel) is subscription:
             del self.subscriptions[subscription.channel]
         self.hub.leave(subscription.channel, subscription)
@@ -228,14 +242,43 @@ class Session:
         if not self.wire.closed:
             self.wire.write(data)
 
-    def send_batch(self, batch: Batch) -> None:
+    def deliver_live(self, subscription: Subscription, batch: Batch) -> None:
+        """Write a live batch, or park it if the client is slow and the channel's policy keeps slow clients."""
         wire = self.wire
         if wire.closed:
             return
+        policy = subscription.policy
+        if subscription.backlog is not None or (policy.slow_consumer != "disconnect" and not wire.writable):
+            if subscription.backlog is None:
+                subscription.backlog = Backlog(
+                    policy, max_bytes=self.limits.outbox_max_bytes, floor=subscription.last_id or "0-0"
+                )
+                self._backlogged.add(subscription)
+            subscription.backlog.add(batch.events)
+            return
         wire.write(self.codec.events(batch))
+        subscription.last_id = batch.last_id
         if wire.buffered() > self.limits.outbox_max_bytes:
             log.info("slow consumer on %s: %d bytes unsent", batch.channel, wire.buffered())
+            self.counters.slow_disconnects += 1
             self.close(disconnects.SLOW_CONSUMER)
+
+    def flush_backlogs(self) -> None:
+        """The client takes bytes again: write what was parked (a gap first where events were dropped)."""
+        for subscription in list(self._backlogged):
+            backlog = subscription.backlog
+            if backlog is None or self.wire.closed or not self.wire.writable:
+                return
+            gap_from, events = backlog.take()
+            channel = subscription.channel
+            if gap_from is not None:
+                self.wire.write(self.codec.gap(channel, gap_from, events[0].id if events else None))
+            if events:
+                self.wire.write(self.codec.events(Batch(channel, events)))
+                subscription.last_id = events[-1].id
+            self.counters.dropped[subscription.policy.slow_consumer] += backlog.dropped
+            subscription.backlog = None
+            self._backlogged.discard(subscription)
 
     def close(self, disconnect: Disconnect, after_ms: int | None = None) -> None:
         if after_ms is None:

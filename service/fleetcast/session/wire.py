@@ -8,6 +8,7 @@ the disconnect table. A :class:`Codec` knows how the transport frames each kind 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from fleetcast.core.disconnects import Disconnect
@@ -32,6 +33,15 @@ class Wire(Protocol):
 
     def buffered(self) -> int:
         """Bytes written but not yet taken by the client."""
+        ...
+
+    @property
+    def writable(self) -> bool:
+        """False while the client lags (the transport is above its high-water mark)."""
+        ...
+
+    def set_on_writable(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called (synchronously) each time the client catches up after lagging."""
         ...
 
     async def drain(self, timeout: float) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from typing import Literal
 
 from starlette.responses import Response
@@ -30,6 +31,8 @@ from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
 from fleetcast.session.session import Session, jittered_backoff_ms
 
+HIGH_WATER_BYTES = 64 * 1024
+"""Queued bytes above which a subscriber counts as lagging (its policy may then park or drop events)."""
 SEND_TIMEOUT_SECONDS = 10.0
 """A client that takes no bytes for this long while we have some to send is cut off."""
 
@@ -64,6 +67,7 @@ class SseWire:
         self.ending: bytes | None = None
         """Set when the session ends: the last bytes to send before the end of the stream."""
         self.disconnected = False
+        self._on_writable: Callable[[], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -78,6 +82,13 @@ class SseWire:
 
     def buffered(self) -> int:
         return self._size
+
+    @property
+    def writable(self) -> bool:
+        return self._size < HIGH_WATER_BYTES
+
+    def set_on_writable(self, callback: Callable[[], None]) -> None:
+        self._on_writable = callback
 
     async def drain(self, timeout: float) -> bool:
         return await self.flush(timeout)
@@ -105,6 +116,8 @@ class SseWire:
         except TimeoutError:
             self.disconnected = True
             return False
+        if self._on_writable is not None and not self.closed:
+            self._on_writable()
         return True
 
 
@@ -124,7 +137,13 @@ class SseStream(Response):
         pod = self.pod
         wire = SseWire(send)
         session = Session(
-            hub=pod.hub, broker=pod.broker, policies=pod.policies, wire=wire, codec=SseCodec(), limits=pod.limits
+            hub=pod.hub,
+            broker=pod.broker,
+            policies=pod.policies,
+            wire=wire,
+            codec=SseCodec(),
+            limits=pod.limits,
+            counters=pod.counters,
         )
         retry_ms = pod.settings.limits.sse_retry_ms
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})

@@ -15,6 +15,7 @@ the pinned uvicorn range.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -27,10 +28,16 @@ ABORT_AFTER_CLOSE_SECONDS = 10.0
 class FrameWriter:
     """Direct access to one WebSocket connection's transport, for pre-built server frames."""
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_protocol", "on_writable")
 
     def __init__(self, protocol: FleetcastWebSocketProtocol) -> None:
         self._protocol = protocol
+        self.on_writable: Callable[[], None] | None = None
+        """Called when the transport's buffer drains below its low-water mark after pausing writes."""
+
+    @property
+    def writable(self) -> bool:
+        return self._protocol.writable.is_set()
 
     @property
     def open(self) -> bool:
@@ -48,7 +55,7 @@ class FrameWriter:
             return 0
         return p.transport.get_write_buffer_size()
 
-    async def writable(self, timeout: float) -> bool:
+    async def wait_writable(self, timeout: float) -> bool:
         """Wait until the transport's buffer fell below its low-water mark; False on timeout."""
         try:
             await asyncio.wait_for(self._protocol.writable.wait(), timeout)
@@ -75,8 +82,17 @@ class FrameWriter:
 class FleetcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol plus the :data:`EXTENSION` frame writer."""
 
+    frame_writer: FrameWriter | None = None
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope.setdefault("extensions", {})[EXTENSION] = FrameWriter(self)
+            self.frame_writer = FrameWriter(self)
+            scope.setdefault("extensions", {})[EXTENSION] = self.frame_writer
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        writer = self.frame_writer
+        if writer is not None and writer.on_writable is not None and writer.open:
+            writer.on_writable()

@@ -7,6 +7,7 @@ protocol puts into the scope, so replies, replays and live batches share one ord
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Literal
 
 from starlette.websockets import WebSocket
@@ -50,8 +51,15 @@ class WsWire:
     def buffered(self) -> int:
         return self._writer.buffered()
 
+    @property
+    def writable(self) -> bool:
+        return self._writer.writable
+
+    def set_on_writable(self, callback: Callable[[], None]) -> None:
+        self._writer.on_writable = callback
+
     async def drain(self, timeout: float) -> bool:
-        return await self._writer.writable(timeout)
+        return await self._writer.wait_writable(timeout)
 
     def close(self, disconnect: Disconnect, after_ms: int) -> None:
         if disconnect.reconnect:
@@ -75,7 +83,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         wire.close(refusal, pod.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms())
         return
     session = Session(
-        hub=pod.hub, broker=pod.broker, policies=pod.policies, wire=wire, codec=WsCodec(), limits=pod.limits
+        hub=pod.hub,
+        broker=pod.broker,
+        policies=pod.policies,
+        wire=wire,
+        codec=WsCodec(),
+        limits=pod.limits,
+        counters=pod.counters,
     )
     pod.connections["ws"] += 1
     pod.sessions.add(session)
