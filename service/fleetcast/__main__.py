@@ -54,6 +54,12 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=int(env("max-connections", str(LimitSettings().max_connections)) or 0),
         help="connections this pod takes before turning new ones away (%(default)s)",
     )
+    serve.add_argument(
+        "--ws-publish-rate",
+        type=float,
+        default=float(env("ws-publish-rate", str(LimitSettings().ws_publish_per_second)) or 0),
+        help="publishes per second one WebSocket client may make (%(default)s)",
+    )
     drain = DrainSettings()
     serve.add_argument(
         "--drain-rate",
@@ -104,7 +110,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
             strict_channels=args.strict_channels,
         ),
         auth=AuthSettings(publish_key=args.publish_key or None, admin_token=args.admin_token or None),
-        limits=LimitSettings(outbox_max_bytes=args.outbox_max_bytes, max_connections=args.max_connections),
+        limits=LimitSettings(
+            outbox_max_bytes=args.outbox_max_bytes,
+            max_connections=args.max_connections,
+            ws_publish_per_second=args.ws_publish_rate,
+            ws_publish_burst=max(1.0, 2 * args.ws_publish_rate),
+        ),
         drain=DrainSettings(
             rate=args.drain_rate,
             timeout=args.drain_timeout,

@@ -48,6 +48,10 @@ class LimitSettings:
     """WebSocket protocol pings; a client that does not answer within the same time is disconnected."""
     sse_retry_ms: int = 1000
     """Base of the per-client jittered SSE ``retry:`` value."""
+    ws_publish_per_second: float = 50.0
+    """Publishes one WebSocket client may make per second (token bucket)."""
+    ws_publish_burst: float = 100.0
+    """Publishes one WebSocket client may make at once before the rate applies."""
     max_connections: int = 20_000
     """Connections one pod takes; more are turned away (WebSocket 1013, SSE a reconnect event)."""
 

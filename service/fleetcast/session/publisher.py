@@ -9,8 +9,9 @@ import orjson
 from fleetcast.broker.base import Broker, Retention
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core.messages import DEFAULT_TYPE, valid_type
-from fleetcast.errors import BadRequest, PayloadTooLarge
+from fleetcast.errors import BadRequest, PayloadTooLarge, RateLimited
 from fleetcast.session.policies import PolicyBook
+from fleetcast.session.ratelimit import ChannelRates
 
 
 def retention_of(policy: ChannelPolicy) -> Retention:
@@ -21,6 +22,7 @@ class Publisher:
     def __init__(self, broker: Broker, policies: PolicyBook) -> None:
         self._broker = broker
         self._policies = policies
+        self._rates = ChannelRates()
         self.published = 0
 
     async def publish(
@@ -34,6 +36,13 @@ class Publisher:
     ) -> str:
         """Encode ``data`` once (compact JSON, one line) and append it; returns the event id."""
         policy = self._policies.resolve(channel)
+        if policy.publish_per_second is not None:
+            wait = self._rates.take(channel, policy.publish_per_second)
+            if wait > 0:
+                raise RateLimited(
+                    f"channel {channel!r} takes at most {policy.publish_per_second:g} events per second",
+                    retry_after=wait,
+                )
         type_ = DEFAULT_TYPE if type is None else type
         if not valid_type(type_):
             raise BadRequest("'type' must be a printable string of 1 to 64 characters")

@@ -139,6 +139,8 @@ class Session:
         self.limits = limits
         self.counters = counters if counters is not None else SessionCounters()
         self.subscriptions: dict[str, Subscription] = {}
+        self.strikes = 0
+        """Requests refused in a row for exceeding a rate; the transport cuts off a client that keeps at it."""
         self._backlogged: set[Subscription] = set()
         wire.set_on_writable(self.flush_backlogs)
 

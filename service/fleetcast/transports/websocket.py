@@ -15,9 +15,10 @@ from starlette.websockets import WebSocket
 from fleetcast.core import disconnects, messages, wsframe
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import ProtocolError, Ref
-from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge
+from fleetcast.errors import FleetcastError, Forbidden, NotSubscribed, PayloadTooLarge, RateLimited
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
+from fleetcast.session.ratelimit import TokenBucket
 from fleetcast.session.session import Session, jittered_backoff_ms
 from fleetcast.transports.uvicorn_ws import EXTENSION, FrameWriter
 
@@ -91,6 +92,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         limits=pod.limits,
         counters=pod.counters,
     )
+    publish_bucket = TokenBucket(pod.settings.limits.ws_publish_per_second, pod.settings.limits.ws_publish_burst)
     pod.connections["ws"] += 1
     pod.sessions.add(session)
     try:
@@ -102,7 +104,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             if text is None:
                 _refuse(session, ProtocolError("binary frames are not part of fleetcast.v1; send JSON text"))
                 break
-            await _handle(pod, session, text)
+            await _handle(pod, session, publish_bucket, text)
     finally:
         pod.connections["ws"] -= 1
         pod.sessions.discard(session)
@@ -115,7 +117,11 @@ def _refuse(session: Session, error: ProtocolError) -> None:
         session.close(disconnects.PROTOCOL_ERROR)
 
 
-async def _handle(pod: Pod, session: Session, text: str) -> None:
+_ABUSE_STRIKES = 20
+"""Publishes refused for rate in a row, after which the client is cut off with 4129."""
+
+
+async def _handle(pod: Pod, session: Session, publish_bucket: TokenBucket, text: str) -> None:
     try:
         op = messages.parse(text)
     except ProtocolError as error:
@@ -134,10 +140,20 @@ async def _handle(pod: Pod, session: Session, text: str) -> None:
             case messages.Publish(channel=channel, data=data, type=type_, ref=ref):
                 policy = session.policy_for(channel)
                 if not policy.publish_from_clients:
-                    reply = messages.error(ref, "forbidden", f"clients may not publish to {channel!r}")
-                else:
-                    event_id = await pod.publisher.publish(channel, data, type_)
-                    reply = messages.published(ref, event_id)
+                    raise Forbidden(f"clients may not publish to {channel!r}")
+                wait = publish_bucket.take()
+                if wait > 0:
+                    session.strikes += 1
+                    if session.strikes > _ABUSE_STRIKES:
+                        session.close(disconnects.RATE_LIMITED)
+                        return
+                    raise RateLimited(
+                        f"this connection may publish {publish_bucket.rate:g} events per second; retry in {wait:.2f} s",
+                        retry_after=wait,
+                    )
+                session.strikes = 0
+                event_id = await pod.publisher.publish(channel, data, type_)
+                reply = messages.published(ref, event_id)
             case messages.Ping(ref=ref):
                 reply = messages.pong(ref)
     except PayloadTooLarge as error:
