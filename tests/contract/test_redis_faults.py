@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from fleetcast.broker.base import Retention
+from fleetcast.broker.base import Event, Retention
 from fleetcast.broker.redis_streams import LivePath, RedisStreamsBroker
 from fleetcast.errors import BrokerUnavailable
 from tests.contract.conftest import Collector
@@ -125,3 +125,102 @@ async def test_restart_without_persistence_is_a_gap(live: LivePath) -> None:
             assert [e.id for e in await collector.wait_for("chat", 6)] == [*before, after]
         finally:
             await broker.close()
+
+
+class Timeline:
+    """Delivery and lost callbacks that record one ordered log: ``("event", id)`` and ``("lost", requested,
+    earliest)``, so a test sees which came first."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, ...]] = []
+
+    def deliver(self, channel: str, events: Sequence[Event]) -> None:
+        self.log.extend(("event", e.id) for e in events)
+
+    def lost(self, channel: str, requested: str, earliest: str | None) -> None:
+        self.log.append(("lost", requested, earliest or ""))
+
+    async def wait_for_events(self, count: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while sum(1 for entry in self.log if entry[0] == "event") < count:
+                await asyncio.sleep(0.02)
+
+
+async def test_live_path_signals_lost_history_before_later_events(live: LivePath) -> None:
+    """Redis restarted without persistence while a channel is watched: the live path calls ``lost`` with the last
+    delivered id before it delivers any post-restart event (published by another pod before or after the reader
+    reconnected), then delivers those in order, once."""
+    timeline = Timeline()
+    with redis_server(appendonly=False) as server:
+        broker = RedisStreamsBroker(server.url, timeout=0.5, live=live)
+        await broker.start(timeline.deliver, timeline.lost)
+        other_pod = RedisStreamsBroker(server.url, timeout=0.5, live=live)
+        try:
+            await broker.watch("chat")
+            before = [await broker.publish("chat", b"%d" % n, "m", retention=KEEP) for n in range(5)]
+            await timeline.wait_for_events(5)
+            await asyncio.to_thread(server.restart)
+            # Published at once, most likely before the reader has reconnected: only the catch-up can find it.
+            await other_pod.start(lambda channel, events: None)
+            after = [await other_pod.publish("chat", b"%d" % n, "m", retention=KEEP) for n in range(5, 8)]
+            await timeline.wait_for_events(8)
+            await wait_ready(broker, True)
+            after.append(await broker.publish("chat", b"8", "m", retention=KEEP))
+            await timeline.wait_for_events(9)
+            await asyncio.sleep(0.2)
+            # earliest: the first post-restart event if it was published before the reader caught up, else none.
+            lost = ("lost", before[-1], after[0] if len(timeline.log[5]) == 3 and timeline.log[5][2] else "")
+            assert timeline.log == [*(("event", i) for i in before), lost, *(("event", i) for i in after)]
+        finally:
+            await other_pod.close()
+            await broker.close()
+
+
+async def test_live_path_signals_lost_history_of_an_empty_stream_once(
+    live: LivePath, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart without persistence that leaves the watched channel's stream empty: one ``lost`` (earliest None),
+    then every later event; a second restart with nothing delivered in between signals nothing new."""
+    timeline = Timeline()
+    with redis_server(appendonly=False) as server:
+        broker = RedisStreamsBroker(server.url, timeout=0.5, live=live)
+        await broker.start(timeline.deliver, timeline.lost)
+        try:
+            await broker.watch("chat")
+            first = await broker.publish("chat", b"1", "m", retention=KEEP)
+            await timeline.wait_for_events(1)
+            for restarts in (1, 2):
+                await asyncio.to_thread(server.restart)
+                async with asyncio.timeout(8):  # the reader noticed, reconnected and caught up
+                    while len([r for r in caplog.records if "live reader lost Redis" in r.message]) < restarts:
+                        await asyncio.sleep(0.05)
+                await wait_ready(broker, True)
+                await asyncio.sleep(0.3)
+            later = await broker.publish("chat", b"2", "m", retention=KEEP)
+            await timeline.wait_for_events(2)
+            assert timeline.log == [("event", first), ("lost", first, ""), ("event", later)]
+        finally:
+            await broker.close()
+
+
+async def test_restart_with_persistence_signals_nothing(
+    started: tuple[RedisServer, RedisStreamsBroker, Collector], live: LivePath
+) -> None:
+    """With AOF the stream survives a restart: the catch-up finds the cursor retained and reports no loss."""
+    server, broker, collector = started
+    lost: list[tuple[str, str, str | None]] = []
+    timeline_broker = RedisStreamsBroker(server.url, timeout=0.5, live=live)
+    await timeline_broker.start(collector, lambda *signal: lost.append(signal))
+    try:
+        await timeline_broker.watch("kept")
+        published = [await broker.publish("kept", b"%d" % n, "m", retention=KEEP) for n in range(5)]
+        await collector.wait_for("kept", 5)
+        await asyncio.to_thread(server.restart)
+        await wait_ready(timeline_broker, True)
+        published.append(await broker.publish("kept", b"5", "m", retention=KEEP))
+        delivered = await collector.wait_for("kept", 6, timeout=10)
+        await asyncio.sleep(0.3)
+        assert [e.id for e in delivered] == published
+        assert lost == []
+    finally:
+        await timeline_broker.close()

@@ -30,13 +30,22 @@ Live delivery
     :meth:`Broker.unwatch`. A watch that starts at a point where the caller needs no loss must be followed by a
     :meth:`read` from the caller's position: the read covers everything up to the watch's start.
 
+Lost history on the live path
+    Live delivery never skips an event silently. When it resumes after an outage and the gap rule (above),
+    applied to a watched channel's last delivered id, says events after it are gone (trimmed before they were
+    delivered, or lost by a Redis restart without persistence), the broker calls the ``lost`` callback given to
+    :meth:`Broker.start` with ``(channel, requested, earliest)`` *before* it delivers any later event of that
+    channel: ``requested`` is the last id delivered (or the stream's last id at watch time), ``earliest`` the
+    oldest retained id (None if the stream holds nothing). Delivery then continues from the oldest retained
+    event, and ids may restart below ``requested`` (a new stream). The memory broker never loses history while
+    it runs, so it never calls ``lost``. Without a ``lost`` callback the signal is dropped (and logged).
+
 Faults
     While the backing store is unreachable, ``publish``, ``read``, ``info`` and ``watch`` raise
     :class:`fleetcast.errors.BrokerUnavailable` quickly (they never hang) and :attr:`Broker.ready` is False; a
     ``watch`` that raised watches nothing. Live delivery resumes by itself after the store comes back, from the
-    last delivered id of each channel, without duplicates. The live path does not report history the store
-    lost meanwhile (a Redis restart without persistence): a caller that needs to know reads from its last id
-    after ``ready`` turns True again, and the gap rule answers.
+    last delivered id of each channel, without duplicates; history the store lost meanwhile is reported through
+    ``lost`` (see above) before the events that follow it.
 """
 
 from __future__ import annotations
@@ -91,6 +100,10 @@ class StreamInfo:
 Delivery = Callable[[str, Sequence[Event]], None]
 """Called by the broker with a batch of new events of one channel, in id order. Must not block or raise."""
 
+Lost = Callable[[str, str, str | None], None]
+"""``lost(channel, requested, earliest)``: live delivery of ``channel`` resumes after history it can no longer
+deliver; called before the next batch of that channel. Must not block or raise."""
+
 
 class Broker(Protocol):
     """A channel store with live delivery. See the module docstring for the semantics."""
@@ -100,8 +113,9 @@ class Broker(Protocol):
         """True while the backing store is reachable."""
         ...
 
-    async def start(self, deliver: Delivery) -> None:
-        """Begin; live batches go to ``deliver``. Returns even if the store is down (``ready`` tells)."""
+    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
+        """Begin; live batches go to ``deliver``, lost-history signals to ``lost``. Returns even if the store is
+        down (``ready`` tells)."""
         ...
 
     async def close(self) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fleetcast.broker.base import Broker, Delivery, History, Retention, StreamInfo
+from fleetcast.broker.base import Broker, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.errors import Unavailable
 
 _Key = tuple[str, str, int]
@@ -52,8 +52,8 @@ class CoalescingBroker:
     def ready(self) -> bool:
         return self._inner.ready
 
-    async def start(self, deliver: Delivery) -> None:
-        await self._inner.start(deliver)
+    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
+        await self._inner.start(deliver, lost)
 
     async def close(self) -> None:
         for flights in list(self._flights.values()):

@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 
-from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, Event, History, Retention, StreamInfo
+from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, Event, History, Lost, Retention, StreamInfo
 from fleetcast.core import ids
 from fleetcast.core.ids import EventId
 
@@ -70,7 +70,8 @@ class MemoryBroker:
     def ready(self) -> bool:
         return True
 
-    async def start(self, deliver: Delivery) -> None:
+    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
+        """``lost`` is accepted for the protocol and never called: history lives as long as this process."""
         self._deliver = deliver
 
     async def close(self) -> None:

@@ -11,8 +11,13 @@ wakes it with ``CLIENT UNBLOCK`` from a pooled connection; correctness does not 
 each channel's cursor is fixed when ``watch`` returns.
 
 Both hand each channel's events to the delivery callback in id order, once: every batch is filtered against
-the channel's cursor (the last delivered id) before delivery, whatever path it came by. Neither detects history
-lost by a Redis restart without persistence; the session notices that on its next ``read`` (the gap rule).
+the channel's cursor (the last delivered id) before delivery, whatever path it came by.
+
+Lost history. After every reconnect both catch each channel up with the broker's read script, which applies the
+gap rule of :mod:`fleetcast.broker.base` to the cursor atomically: when events after it are gone (trimmed before
+delivery, or lost by a Redis restart without persistence) the reader calls ``lost`` first, moves the cursor to
+the start of what the stream holds now, and delivers from there. So a caught-up live subscriber hears of the
+loss before the events that follow it, and never misses them silently.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import redis.asyncio
 from redis.asyncio.connection import BlockingConnectionPool, Connection
 
 from fleetcast.broker import redis_scripts
-from fleetcast.broker.base import Delivery, Event
+from fleetcast.broker.base import Delivery, Event, Lost
 from fleetcast.broker.redis_common import TRANSIENT, Backoff, dedicated_connection, execute, text, unavailable
 from fleetcast.contract import keys
 from fleetcast.core import ids
@@ -100,6 +105,7 @@ class LiveReader:
         pool: BlockingConnectionPool,
         client: redis.asyncio.Redis,
         deliver: Delivery,
+        lost: Lost | None,
         *,
         read_count: int,
         timeout: float,
@@ -108,6 +114,7 @@ class LiveReader:
         self._pool = pool
         self._client = client
         self._deliver = deliver
+        self._lost = lost
         self._read_count = read_count
         self._timeout = timeout
         self._set_ready = set_ready
@@ -127,6 +134,40 @@ class LiveReader:
             self._deliver(cursor.channel, fresh)
         except Exception:
             log.exception("delivery callback failed for %s; the reader goes on", cursor.channel)
+
+    async def catch_up(self, cursor: Cursor) -> None:
+        """Deliver what the stream holds after the cursor, page by page, with the gap rule applied to the cursor:
+        if events after it are gone, signal ``lost`` before delivering the rest (from the oldest retained event).
+
+        Stops early if the channel is unwatched meanwhile. Raises what Redis raises (the caller reconnects).
+        """
+        while self.cursors.get(cursor.channel) is cursor and cursor.last is not None:
+            cursor.overflowed = False
+            since = ids.format_id(cursor.last)
+            gap, earliest, _, entries = await redis_scripts.READ.run(
+                self._client, [cursor.key], [since, self._read_count]
+            )
+            if self.cursors.get(cursor.channel) is not cursor:
+                return
+            if gap:
+                self.report_lost(cursor, text(earliest) or None)
+            self.emit(cursor, parse_entries(entries))
+            if len(entries) < self._read_count and not cursor.overflowed:
+                return
+
+    def report_lost(self, cursor: Cursor, earliest: str | None) -> None:
+        """Events after the cursor are gone: tell the callback, then restart the cursor at the stream's start
+        (a stream recreated after a restart may number its events below the old cursor)."""
+        assert cursor.last is not None
+        requested = ids.format_id(cursor.last)
+        cursor.last = ids.ZERO
+        log.warning("history of %s after %s is lost (earliest now %s)", cursor.channel, requested, earliest)
+        if self._lost is None:
+            return
+        try:
+            self._lost(cursor.channel, requested, earliest)
+        except Exception:
+            log.exception("lost-history callback failed for %s; the reader goes on", cursor.channel)
 
     async def run(self) -> None:
         """Read until cancelled; after any connection failure wait (capped, jittered) and reconnect."""
@@ -174,6 +215,9 @@ class XreadReader(LiveReader):
     async def session(self, conn: Connection, backoff: Backoff) -> None:
         await conn.send_command("CLIENT", "ID")
         self._client_id = int(await conn.read_response())
+        # Catch up each channel from its cursor before blocking: XREAD alone would skip lost history silently.
+        for cursor in [c for c in self.cursors.values() if c.last is not None]:
+            await self.catch_up(cursor)
         self._set_ready(True)
         backoff.reset()
         while not self.stopping:
@@ -262,25 +306,16 @@ class NotifyReader(LiveReader):
                     await asyncio.gather(*waiting)
             self._set_ready(True)
             for cursor in cursors:
-                await self._replay(cursor)
+                await self.catch_up(cursor)
+                # No await from here on: whatever arrives later finds the cursor live and up to date.
+                buffered, cursor.buffer, cursor.syncing = cursor.buffer, [], False
+                self.emit(cursor, buffered)
             backoff.reset()
         except Exception as exc:
             # The session notices the closed connection and reconnects; catching up starts over then.
             log.warning("live reader could not catch up (%s: %s); reconnecting", type(exc).__name__, exc)
             if self._conn is not None:
                 await self._conn.disconnect(nowait=True)
-
-    async def _replay(self, cursor: Cursor) -> None:
-        while self.cursors.get(cursor.channel) is cursor and cursor.last is not None:
-            cursor.overflowed = False
-            since = "(" + ids.format_id(cursor.last)
-            entries = await execute(self._client, "XRANGE", cursor.key, since, "+", "COUNT", self._read_count)
-            self.emit(cursor, parse_entries(entries))
-            if len(entries) < self._read_count and not cursor.overflowed:
-                break
-        # No await from here on: whatever arrives later finds the cursor live and up to date.
-        buffered, cursor.buffer, cursor.syncing = cursor.buffer, [], False
-        self.emit(cursor, buffered)
 
     def _expect_confirmation(self, key: bytes) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -24,7 +24,7 @@ from collections.abc import Awaitable
 from typing import Literal, TypeVar
 
 from fleetcast.broker import redis_scripts
-from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, History, Retention, StreamInfo
+from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.broker.redis_common import TRANSIENT, execute, make_client, make_pool, stop_task, text, unavailable
 from fleetcast.broker.redis_live import LiveReader, NotifyReader, XreadReader, parse_entries
 from fleetcast.contract import keys
@@ -74,12 +74,13 @@ class RedisStreamsBroker:
             log.info("redis broker %s", "ready" if ready else "unavailable")
         self._ready = ready
 
-    async def start(self, deliver: Delivery) -> None:
+    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
         reader_class = NotifyReader if self._live == "notify" else XreadReader
         self._reader = reader_class(
             self._pool,
             self._client,
             deliver,
+            lost,
             read_count=self._read_count,
             timeout=self._timeout,
             set_ready=self._set_ready,
