@@ -39,5 +39,21 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix service operator tests bench
 	$(BIN)/ruff format service operator tests bench
 
+PEER := bench/peers/socketio
+
+## fleetcast against Socket.IO 4.8 (+ redis-streams adapter) on every workload, same clients, 3 repetitions
+## (tens of minutes; BENCH_ARGS="--soak-seconds 180" shortens the soak). Results: bench/results/*.json.
+bench: $(STAMP) system-deps $(PEER)/node_modules
+	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.suite $(BENCH_ARGS)
+
+## Smoke in under 3 minutes: W1, W3 and W5 against both servers, once, with the ratios.
+bench-quick: $(STAMP) system-deps $(PEER)/node_modules
+	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.suite --quick $(BENCH_ARGS)
+
+$(PEER)/node_modules: $(PEER)/package-lock.json
+	@command -v npm >/dev/null || { echo "the benchmark's Socket.IO peer needs node 20+ and npm"; exit 1; }
+	cd $(PEER) && npm ci
+	touch $@
+
 clean:
 	rm -rf $(VENV) build *.egg-info
