@@ -295,5 +295,6 @@ class Session:
 
 
 def jittered_backoff_ms(base_ms: int = 500, cap_ms: int = 10_000, attempt: int = 0) -> int:
-    """Full-jitter backoff: a uniform pick in ``[base, min(cap, base * 2**attempt)]``."""
-    return random.randint(base_ms, max(base_ms, min(cap_ms, base_ms * 2**attempt)))
+    """A server-chosen reconnect delay: uniform in ``[base / 2, min(cap, base * 2**attempt)]``, so clients sent
+    away together come back spread out, and none comes back at once."""
+    return random.randint(base_ms // 2, max(base_ms, min(cap_ms, base_ms * 2**attempt)))

@@ -40,6 +40,9 @@ HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
+    # When a stream ends (drain, refusal), the browser's reconnect must open a new connection, so that it goes
+    # back through the Service to a ready pod instead of reusing a kept-alive one to this pod.
+    (b"connection", b"close"),
 ]
 
 
