@@ -25,6 +25,11 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
+## Cluster-in-a-box, larger than the bounded run in `make test`: writes the summary table to docs/proof.md.
+e2e: $(STAMP) system-deps
+	FLEETCAST_E2E=full FLEETCAST_E2E_PROOF=docs/proof.md $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		tests/e2e/test_cluster_in_a_box.py -k scale_up
+
 ## Installs the system packages the suite talks to (redis-server), where apt is there to do it.
 system-deps:
 	@bash scripts/system-deps
