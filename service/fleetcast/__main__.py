@@ -55,6 +55,18 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="connections this pod takes before turning new ones away (%(default)s)",
     )
     serve.add_argument(
+        "--ws-ping-seconds",
+        type=float,
+        default=float(env("ws-ping-seconds", str(LimitSettings().ws_ping_seconds)) or 20),
+        help="WebSocket pings; a client silent for as long again is disconnected (%(default)s)",
+    )
+    serve.add_argument(
+        "--sse-heartbeat-seconds",
+        type=float,
+        default=float(env("sse-heartbeat-seconds", str(LimitSettings().sse_heartbeat_seconds)) or 15),
+        help="interval of ': ping' comments on idle SSE streams (%(default)s)",
+    )
+    serve.add_argument(
         "--ws-publish-rate",
         type=float,
         default=float(env("ws-publish-rate", str(LimitSettings().ws_publish_per_second)) or 0),
@@ -115,6 +127,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
             max_connections=args.max_connections,
             ws_publish_per_second=args.ws_publish_rate,
             ws_publish_burst=max(1.0, 2 * args.ws_publish_rate),
+            ws_ping_seconds=args.ws_ping_seconds,
+            sse_heartbeat_seconds=args.sse_heartbeat_seconds,
         ),
         drain=DrainSettings(
             rate=args.drain_rate,
