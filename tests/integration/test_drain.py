@@ -125,3 +125,32 @@ async def test_sigterm_drains_like_the_drain_command(fleet: tuple[RedisServer, G
     """SIGTERM on a loaded pod gives the same result as the drain endpoint."""
     _, pod_a, pod_b = fleet
     await run_drain(pod_a, pod_b, "sigterm")
+
+
+async def test_heartbeat_shows_the_drain_and_the_remaining_count() -> None:
+    """While a pod drains, its heartbeat in the pod registry says so and counts what is left, within 3 s."""
+    from fleetcast.broker.redis_fleet import RedisFleet
+
+    with redis_server() as redis, gateway(
+        "--redis-url", redis.url, "--pod-name", "slowly", "--drain-rate", "2", "--drain-propagation", "0"
+    ) as pod:  # fmt: skip
+        clients = [WsClient(pod.ws_url, ["hb:x"]) for _ in range(6)]
+        fleet = RedisFleet(redis.url, gateway="default", pod="observer")
+        try:
+            for client in clients:
+                client.start()
+            async with httpx.AsyncClient(base_url=pod.url) as admin:
+                async with asyncio.timeout(10):
+                    while (await admin.get("/readyz")).json()["connections"]["ws"] < 6:
+                        await asyncio.sleep(0.1)
+                assert (await admin.post("/internal/drain?exit=false")).status_code == 202
+            async with asyncio.timeout(3):
+                while True:
+                    beat = (await fleet.heartbeats()).get("slowly")
+                    if beat is not None and beat.draining and 0 < beat.remaining < 6:
+                        break
+                    await asyncio.sleep(0.1)
+            assert beat.ready is False
+        finally:
+            await asyncio.gather(*(client.close() for client in clients))
+            await fleet.close()
