@@ -85,8 +85,9 @@ class Report:
     @property
     def drain_allowance(self) -> int:
         """Each draining pod closes at most ``rate + 1`` sessions in any second (its budget is ``rate * t + 1``),
-        and the pods the operator drains at once drain side by side."""
-        return int((self.scale.knobs.drain_rate + 1) * max(1, len(self.drained_pods)))
+        plus one per pod for the spread of connect latencies (a reconnect lands 100 ms + a few ms after its close),
+        and the pods the operator drains at once drain side by side. Unpaced, they would all arrive together."""
+        return int((self.scale.knobs.drain_rate + 2) * max(1, len(self.drained_pods)))
 
 
 class Recorder:
