@@ -143,10 +143,13 @@ def serve(settings: Settings, log_level: str) -> None:
     import uvicorn
 
     from fleetcast.app import create_app
+    from fleetcast.observability import tracing
     from fleetcast.pod import Pod
     from fleetcast.server import GatewayServer
     from fleetcast.transports.uvicorn_ws import FleetcastWebSocketProtocol
 
+    # Before the pod: its hub and publisher take the tracer (or None, tracing off) when they are made.
+    tracing.setup_from_environment("fleetcast")
     pod = Pod(settings)
     config = uvicorn.Config(
         create_app(settings, pod),
@@ -165,7 +168,10 @@ def serve(settings: Settings, log_level: str) -> None:
         # After a drain nothing should be left open; this only bounds shutdown if something is.
         timeout_graceful_shutdown=5,
     )
-    GatewayServer(config, pod.drain).run()
+    try:
+        GatewayServer(config, pod.drain).run()
+    finally:
+        tracing.shutdown()  # flush the spans still queued for export
 
 
 def drain(port: int, timeout: float) -> int:

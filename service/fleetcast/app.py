@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fleetcast import __version__
-from fleetcast.api import admin, channels, errors, health
+from fleetcast.api import admin, channels, errors, health, metrics
+from fleetcast.observability import tracing
 from fleetcast.pod import Pod
 from fleetcast.settings import Settings
 from fleetcast.transports.websocket import websocket_endpoint
@@ -31,5 +32,19 @@ def create_app(settings: Settings, pod: Pod | None = None) -> FastAPI:
     app.include_router(channels.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(metrics.router)
+    app.state.metrics_registry = metrics.registry_for(the_pod)
     app.add_api_websocket_route("/v1/ws", websocket_endpoint)
+    if tracing.tracer() is not None:
+        _instrument(app)
     return app
+
+
+def _instrument(app: FastAPI) -> None:
+    """Server spans for HTTP requests (a publish's parent); none for probes and scrapes, and no span per
+    ASGI send/receive (a WebSocket or SSE stream is one span for its life, not one per frame)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="/healthz,/readyz,/metrics,/internal/drain", exclude_spans=["receive", "send"]
+    )

@@ -24,6 +24,8 @@ from fleetcast.core.disconnects import Disconnect
 from fleetcast.drain.controller import DrainController
 from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
+from fleetcast.observability import tracing
+from fleetcast.observability.metrics import GatewaySnapshot
 from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
@@ -56,10 +58,11 @@ class Pod:
         # Resume bursts: identical concurrent history reads share one read, and reads are bounded in number.
         self.broker: Broker = CoalescingBroker(broker)
         self.fleet = fleet
-        self.hub = Hub(self.broker)
+        tracer = tracing.tracer()  # None unless start-up configured tracing (OTEL_TRACES_EXPORTER)
+        self.hub = Hub(self.broker, tracer=tracer)
         default = ChannelPolicy(history_max_events=settings.broker.history_max_events, publish_from_clients=True)
         self.policies = PolicyBook(default, strict=settings.broker.strict_channels)
-        self.publisher = Publisher(self.broker, self.policies)
+        self.publisher = Publisher(self.broker, self.policies, tracer=tracer)
         self.limits = Limits(outbox_max_bytes=settings.limits.outbox_max_bytes)
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
         self.counters = SessionCounters()
@@ -97,6 +100,24 @@ class Pod:
             draining=self.drain.draining,
             remaining=self.drain.remaining,
             ready=self.ready,
+        )
+
+    def metrics(self) -> GatewaySnapshot:
+        """What ``GET /metrics`` serves, read from the counters the parts keep anyway."""
+        return GatewaySnapshot(
+            connections=dict(self.connections),
+            subscriptions=self.hub.subscriptions_by_family(),
+            buffered_bytes=self.buffered_bytes(),
+            published=self.publisher.published,
+            delivered=self.hub.delivered_events,
+            lag=self.hub.lag,
+            dropped=dict(self.counters.dropped),
+            slow_disconnects=self.counters.slow_disconnects,
+            drain_state=self.drain.state,
+            drain_remaining=self.drain.remaining,
+            drain_closed=self.drain.closed,
+            broker_ready=self.broker.ready,
+            broker_errors={"publish": self.publisher.broker_errors},
         )
 
     async def start(self) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from fleetcast.core import disconnects
+from fleetcast.observability import tracing
 
 if TYPE_CHECKING:
     from fleetcast.session.session import Session
@@ -121,12 +122,31 @@ class DrainController:
         return True
 
     async def _run(self, rate: float, timeout: float) -> None:
+        tracer = tracing.tracer()
+        if tracer is None:
+            await self._steps(rate, timeout)
+            return
+        # One span for the whole drain; its steps are events on it.
+        with tracer.start_as_current_span("drain", attributes={"fleetcast.drain.rate": rate}):
+            await self._steps(rate, timeout)
+
+    async def _steps(self, rate: float, timeout: float) -> None:
         start = time.monotonic()
         deadline = start + timeout
         log.info("drain started: %d sessions, %.0f/s, deadline %.0f s", len(self._sessions), rate, timeout)
+        tracing.add_event(
+            "fleetcast.drain.start",
+            {
+                "fleetcast.sessions": len(self._sessions),
+                "fleetcast.drain.rate": rate,
+                "fleetcast.drain.timeout": timeout,
+            },
+            span_name="drain",
+        )
         # Step 2: endpoints stop sending us clients; those that still come are served and drained below.
         await asyncio.sleep(min(self.settings.propagation_seconds, max(0.0, deadline - time.monotonic())))
         self.accepting = False
+        tracing.add_event("fleetcast.drain.refusing", {"fleetcast.sessions": len(self._sessions)}, span_name="drain")
         # Step 4: paced closes. The budget follows the clock, so a late tick closes more, never faster on average.
         paced_start = time.monotonic()
         while self._sessions and time.monotonic() < deadline:
@@ -139,6 +159,11 @@ class DrainController:
             self._close_one()
         self.state = "drained"
         log.info("drain done: %d sessions closed in %.1f s", self.closed, time.monotonic() - start)
+        tracing.add_event(
+            "fleetcast.drain.finish",
+            {"fleetcast.drain.closed": self.closed, "fleetcast.drain.seconds": time.monotonic() - start},
+            span_name="drain",
+        )
         if self._exit and self.on_exit is not None:
             self.on_exit()
 

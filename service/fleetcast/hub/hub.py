@@ -4,6 +4,9 @@ The broker calls :meth:`Hub.deliver` with each batch; the hub wraps it in one :c
 every local subscriber of the channel, synchronously, with no task and no encoding per subscriber. A channel is
 watched at the broker while it has subscribers here; an emptied channel is unwatched after a grace period, so a
 client that reconnects at once does not make the pod drop and re-add the channel.
+
+Per batch the hub also observes the publish-to-write lag (one histogram step) and, only when tracing is on,
+wraps the fan-out in the ``process <channel>`` span (:mod:`fleetcast.observability.tracing`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from opentelemetry.trace import Tracer, use_span
+
 from fleetcast.broker.base import Broker, Event
 from fleetcast.core.channels import family
 from fleetcast.hub.batch import Batch
+from fleetcast.observability import tracing
+from fleetcast.observability.metrics import LagHistogram
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +50,17 @@ class _Room:
 
 
 class Hub:
-    def __init__(self, broker: Broker, *, unwatch_grace_seconds: float = 5.0) -> None:
+    def __init__(self, broker: Broker, *, unwatch_grace_seconds: float = 5.0, tracer: Tracer | None = None) -> None:
         self._broker = broker
+        self._tracer = tracer
+        """None when tracing is off: then delivery touches no span or context at all."""
         self._rooms: dict[str, _Room] = {}
         self._grace = unwatch_grace_seconds
         self._sweeper: asyncio.Task[None] | None = None
         self.delivered_events = 0
         """Events handed to local subscribers (one per subscriber), for metrics."""
+        self.lag = LagHistogram()
+        """Publish-to-write lag, observed once per delivered batch."""
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
@@ -87,13 +98,22 @@ class Hub:
         room = self._rooms.get(channel)
         if room is None or not room.subscribers or not events:
             return
-        batch = Batch(channel, events)
+        self.lag.observe_id(events[0].id, time.time_ns() // 1_000_000)
+        if self._tracer is None:
+            self._fan_out(room, Batch(channel, events))
+            return
+        span = tracing.start_consumer(self._tracer, channel, events, len(room.subscribers))
+        # Current while it runs, so a slow consumer's disconnect lands on it as an event.
+        with use_span(span, end_on_exit=True):
+            self._fan_out(room, Batch(channel, events))
+
+    def _fan_out(self, room: _Room, batch: Batch) -> None:
         for subscriber in tuple(room.subscribers):
             try:
                 subscriber.deliver(batch)
             except Exception:  # one broken session must not starve the others
-                log.exception("delivery to a subscriber of %s failed", channel)
-        self.delivered_events += len(events) * len(room.subscribers)
+                log.exception("delivery to a subscriber of %s failed", batch.channel)
+        self.delivered_events += len(batch.events) * len(room.subscribers)
 
     def lost(self, channel: str, requested: str, earliest: str | None) -> None:
         """The broker's signal that live delivery of ``channel`` resumes after lost history: every local

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from opentelemetry.trace import Tracer, use_span
 
 from fleetcast.broker.base import Broker, Retention
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core.messages import DEFAULT_TYPE, valid_type
-from fleetcast.errors import BadRequest, PayloadTooLarge, RateLimited
+from fleetcast.errors import BadRequest, BrokerUnavailable, PayloadTooLarge, RateLimited
+from fleetcast.observability import tracing
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.ratelimit import ChannelRates
 
@@ -19,11 +21,15 @@ def retention_of(policy: ChannelPolicy) -> Retention:
 
 
 class Publisher:
-    def __init__(self, broker: Broker, policies: PolicyBook) -> None:
+    def __init__(self, broker: Broker, policies: PolicyBook, *, tracer: Tracer | None = None) -> None:
         self._broker = broker
         self._policies = policies
         self._rates = ChannelRates()
+        self._tracer = tracer
+        """None when tracing is off: the caller's ``traceparent`` (if any) is stored as it came."""
         self.published = 0
+        self.broker_errors = 0
+        """Publishes that failed because the broker was unreachable, for metrics."""
 
     async def publish(
         self,
@@ -54,13 +60,33 @@ class Publisher:
             raise PayloadTooLarge(
                 f"event data is {len(encoded)} bytes; channel {channel!r} accepts at most {policy.max_message_bytes}"
             )
-        event_id = await self._broker.publish(
-            channel,
-            encoded,
-            type_,
-            retention=retention_of(policy),
-            idempotency_key=idempotency_key,
-            traceparent=traceparent,
-        )
+        retention = retention_of(policy)
+        try:
+            if self._tracer is None:
+                event_id = await self._broker.publish(
+                    channel,
+                    encoded,
+                    type_,
+                    retention=retention,
+                    idempotency_key=idempotency_key,
+                    traceparent=traceparent,
+                )
+            else:
+                # The producer span is a child of the publish request's span; its context is what the stream
+                # stores, so every pod's delivery span links to it.
+                span = tracing.start_producer(self._tracer, channel)
+                with use_span(span, end_on_exit=True):
+                    event_id = await self._broker.publish(
+                        channel,
+                        encoded,
+                        type_,
+                        retention=retention,
+                        idempotency_key=idempotency_key,
+                        traceparent=tracing.traceparent(span),
+                    )
+                    span.set_attribute("messaging.message.id", event_id)
+        except BrokerUnavailable:
+            self.broker_errors += 1
+            raise
         self.published += 1
         return event_id

@@ -28,6 +28,7 @@ from fleetcast.core.messages import Ref
 from fleetcast.errors import BadRequest, Forbidden, InvalidEventId
 from fleetcast.hub.batch import Batch
 from fleetcast.hub.hub import Hub
+from fleetcast.observability import tracing
 from fleetcast.session.backlog import Backlog
 from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
@@ -263,6 +264,11 @@ class Session:
         if wire.buffered() > self.limits.outbox_max_bytes:
             log.info("slow consumer on %s: %d bytes unsent", batch.channel, wire.buffered())
             self.counters.slow_disconnects += 1
+            tracing.add_event(
+                "fleetcast.slow_consumer.disconnect",
+                {"messaging.destination.name": batch.channel, "fleetcast.buffered_bytes": wire.buffered()},
+                span_name=f"slow_consumer {batch.channel}",
+            )
             self.close(disconnects.SLOW_CONSUMER)
 
     def flush_backlogs(self) -> None:
@@ -278,7 +284,17 @@ class Session:
             if events:
                 self.wire.write(self.codec.events(Batch(channel, events)))
                 subscription.last_id = events[-1].id
-            self.counters.dropped[subscription.policy.slow_consumer] += backlog.dropped
+            if backlog.dropped:
+                self.counters.dropped[subscription.policy.slow_consumer] += backlog.dropped
+                tracing.add_event(
+                    "fleetcast.slow_consumer.drop",
+                    {
+                        "messaging.destination.name": channel,
+                        "fleetcast.policy": subscription.policy.slow_consumer,
+                        "fleetcast.dropped": backlog.dropped,
+                    },
+                    span_name=f"slow_consumer {channel}",
+                )
             subscription.backlog = None
             self._backlogged.discard(subscription)
 
