@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from fleetcast_operator import wiring
+from fleetcast_operator import tracing, wiring
 from fleetcast_operator.fleet_redis import RedisPool
 from fleetcast_operator.kube import Kube
 from fleetcast_operator.runtime import Runtime, Settings
@@ -54,7 +54,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(args))
+    tracing.setup_from_environment()
+    try:
+        asyncio.run(serve(args))
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

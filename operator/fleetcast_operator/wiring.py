@@ -24,7 +24,7 @@ from typing import Any
 
 import kopf
 
-from fleetcast_operator import conditions
+from fleetcast_operator import conditions, tracing
 from fleetcast_operator.autoscaler.tick import GatewayMemory, autoscale_step
 from fleetcast_operator.channels.policy import channel_policy
 from fleetcast_operator.channels.sync import ChannelMemory, gateway_refs, remove_channel, sync_channel
@@ -115,15 +115,19 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
         name: str, namespace: str | None, uid: str, spec: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
         memory, namespace = _gateway_memory(memo), namespace or ""
-        try:
-            parsed = parse_gateway_spec(spec)
-            applied = await apply_children(rt.kube, name, namespace, uid, parsed)
-            await write_gateway_condition(namespace, name, memory, True, "Reconciled", _describe(applied.created))
-        except InvalidSpec as exc:
-            kopf.warn(body, reason="InvalidSpec", message=str(exc))
-            await write_gateway_condition(namespace, name, memory, False, "InvalidSpec", str(exc))
-        except TemporaryFailure as exc:
-            raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
+        with tracing.span("reconcile Gateway", {"k8s.namespace.name": namespace, "fleetcast.gateway": name}) as span:
+            try:
+                parsed = parse_gateway_spec(spec)
+                applied = await apply_children(rt.kube, name, namespace, uid, parsed)
+                message = _describe(applied.created)
+                span.set_attribute("fleetcast.reconcile.result", message)
+                await write_gateway_condition(namespace, name, memory, True, "Reconciled", message)
+            except InvalidSpec as exc:
+                span.set_attribute("fleetcast.reconcile.result", "InvalidSpec")
+                kopf.warn(body, reason="InvalidSpec", message=str(exc))
+                await write_gateway_condition(namespace, name, memory, False, "InvalidSpec", str(exc))
+            except TemporaryFailure as exc:
+                raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_SECONDS) from exc
 
     @kopf.timer(*GATEWAYS, interval=rt.settings.autoscale_interval, registry=registry, id="autoscale")
     async def autoscale(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:

@@ -16,7 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetcast_operator import conditions
+from fleetcast_operator import conditions, tracing
 from fleetcast_operator.autoscaler import actuator
 from fleetcast_operator.autoscaler.policy import Recommendation, decide
 from fleetcast_operator.autoscaler.signals import FleetView, read_fleet
@@ -38,6 +38,11 @@ class GatewayMemory:
 
 
 async def autoscale_step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -> None:
+    with tracing.span("autoscale Gateway", {"k8s.namespace.name": namespace, "fleetcast.gateway": name}):
+        await _step(rt, namespace, name, memory)
+
+
+async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -> None:
     body = await rt.kube.get_gateway(namespace, name)
     if body is None or body.get("metadata", {}).get("deletionTimestamp"):
         return
@@ -115,6 +120,14 @@ async def _report(
     message: str,
 ) -> None:
     ok = view is not None and reason not in ("NoHeartbeats", "ScaleDownRecordReset")
+    trace_span = tracing.trace_current()
+    trace_span.set_attributes({"fleetcast.autoscale.replicas": replicas, "fleetcast.autoscale.reason": reason})
+    if recommendation is not None:
+        trace_span.set_attribute("fleetcast.autoscale.recommendation", recommendation)
+    if view is not None:
+        trace_span.set_attribute("fleetcast.autoscale.connections", view.connections)
+    if scaled:
+        trace_span.add_event("fleetcast.autoscale.scaled", {"fleetcast.autoscale.replicas": replicas})
     patch: dict[str, Any] = {"replicas": replicas}
     if recommendation is not None:
         patch["desiredReplicas"] = recommendation

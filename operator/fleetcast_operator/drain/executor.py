@@ -20,6 +20,7 @@ from typing import Any
 
 from fleetcast.contract.commands import DrainCommand
 from fleetcast.contract.heartbeat import Heartbeat
+from fleetcast_operator import tracing
 from fleetcast_operator.autoscaler import actuator
 from fleetcast_operator.conditions import now_iso
 from fleetcast_operator.drain.planner import DEADLINE_MARGIN_SECONDS, DrainProgress, progress
@@ -90,6 +91,13 @@ async def begin(
     now: float,
 ) -> ScaleDown:
     """Record the plan, then mark and command its pods (step 1, then step 2)."""
+    with tracing.span("drain begin", {"fleetcast.gateway": gateway, "fleetcast.drain.pods": pods}):
+        return await _begin(kube, fleet, namespace, gateway, pods, current, drain, now)
+
+
+async def _begin(
+    kube: Kube, fleet: Fleet, namespace: str, gateway: str, pods: list[str], current: int, drain: DrainSpec, now: float
+) -> ScaleDown:
     plan = ScaleDown(
         pods=tuple(PodStep(pod) for pod in pods),
         from_replicas=current,
@@ -103,6 +111,13 @@ async def begin(
 
 async def send(kube: Kube, fleet: Fleet, namespace: str, gateway: str, plan: ScaleDown, drain: DrainSpec) -> ScaleDown:
     """Step 2 for every pod not done yet, recording each pod's progress as it goes."""
+    with tracing.span(
+        "drain send", {"fleetcast.gateway": gateway, "fleetcast.drain.pods": [s.name for s in plan.pods]}
+    ):
+        return await _send(kube, fleet, namespace, gateway, plan, drain)
+
+
+async def _send(kube: Kube, fleet: Fleet, namespace: str, gateway: str, plan: ScaleDown, drain: DrainSpec) -> ScaleDown:
     steps = list(plan.pods)
     for index, step in enumerate(steps):
         if not step.cost_set:
@@ -135,6 +150,14 @@ async def finish_if_drained(
     """Step 3: lower the replicas once every pod is empty or the deadline passed, then forget the plan."""
     state = progress([s.name for s in plan.pods], heartbeats, deadline=plan.deadline, now=now)
     if state.done:
+        tracing.trace_current().add_event(
+            "fleetcast.drain.finish",
+            {
+                "fleetcast.gateway": gateway,
+                "fleetcast.drain.timed_out": state.timed_out,
+                "fleetcast.replicas": plan.to_replicas,
+            },
+        )
         # Only from the count the plan started at: anything else means the scale already happened.
         if current == plan.from_replicas:
             await actuator.scale_to(kube, namespace, gateway, plan.to_replicas)
