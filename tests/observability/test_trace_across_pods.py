@@ -45,7 +45,12 @@ async def test_publish_on_pod_a_links_the_delivery_span_on_pod_b() -> None:
                 assert event.id == event_id
 
                 spans = await asyncio.to_thread(
-                    receiver.wait_for, lambda got: bool(named(got, "pod-b", f"process {channel}"))
+                    receiver.wait_for,
+                    lambda got: bool(
+                        named(got, "pod-b", f"process {channel}")
+                        and named(got, "pod-a", f"send {channel}")
+                        and named(got, "pod-a", "POST /v1/channels/{channel}/events")
+                    ),
                 )
 
     (request,) = named(spans, "pod-a", "POST /v1/channels/{channel}/events")
