@@ -35,10 +35,15 @@ class GatewayServer(uvicorn.Server):
         self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig == signal.SIGTERM and not self._terminating and not self.should_exit and self._loop is not None:
-            # The first SIGTERM drains (or, if a preStop drain runs already, makes it exit when done).
-            # Called from the signal handler: hand it to the loop's thread.
-            self._terminating = True
-            self._loop.call_soon_threadsafe(lambda: self._drain.begin(exit=True))
-            return
+        if sig == signal.SIGTERM:
+            if not self._terminating and not self.should_exit and self._loop is not None:
+                # The first SIGTERM drains (or, if a preStop drain runs already, makes it exit when done).
+                # Called from the signal handler: hand it to the loop's thread.
+                self._terminating = True
+                self._loop.call_soon_threadsafe(lambda: self._drain.begin(exit=True))
+                return
+            if self._drain.state == "drained":
+                # Already drained (the usual preStop order): stop, and exit 0 rather than re-raise the signal.
+                self.should_exit = True
+                return
         super().handle_exit(sig, frame)

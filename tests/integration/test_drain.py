@@ -154,3 +154,16 @@ async def test_heartbeat_shows_the_drain_and_the_remaining_count() -> None:
         finally:
             await asyncio.gather(*(client.close() for client in clients))
             await fleet.close()
+
+
+def test_sigterm_after_a_prestop_drain_exits_zero() -> None:
+    """The kubelet's SIGTERM after a preStop drain stops the pod with exit code 0 (no re-raised signal)."""
+    with gateway("--drain-propagation", "0") as pod:
+        assert httpx.post(f"{pod.url}/internal/drain?exit=false", timeout=5).status_code == 202
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{pod.url}/internal/drain", timeout=5).json()["state"] != "drained":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert pod.proc is not None
+        pod.proc.send_signal(signal.SIGTERM)
+        assert pod.proc.wait(timeout=10) == 0

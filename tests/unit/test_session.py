@@ -229,3 +229,22 @@ async def test_conflate_delivers_the_latest_value_per_key_never_a_stale_one() ->
     assert sorted(wire.event_ids()) == sorted(latest.values())
     assert not [r for r in wire.records if r[0] == "gap"]
     assert session.counters.dropped["conflate"] == 0
+
+
+async def test_lost_history_while_parked_is_reported_after_the_older_parked_events() -> None:
+    """A broker's lost-history signal that arrives while events are parked lands between the older parked
+    events and the newer ones, where the hole is."""
+    session, wire, broker = await lagging_session(ChannelPolicy(slow_consumer="dropOldest", slow_consumer_buffer=50))
+    wire.unsent = 1
+    older = await publish(broker, "slow", 3)
+    await asyncio.sleep(0)
+    session.hub.lost("slow", older[-1], None)
+    newer = await publish(broker, "slow", 2)
+    await asyncio.sleep(0)
+    wire.unsent = 0
+    wire.on_writable()
+    assert wire.records[1:] == [
+        *(("event", i) for i in older),
+        ("gap", older[-1], None),
+        *(("event", i) for i in newer),
+    ]

@@ -43,8 +43,9 @@ class DrainSettings:
     """Sessions closed per second."""
     timeout: float = 60.0
     """Seconds from the start of a drain until every remaining session is closed and the process may exit."""
-    propagation_seconds: float = 2.0
-    """Seconds between turning unready and turning new sessions away (endpoint propagation)."""
+    propagation_seconds: float = 5.0
+    """Seconds between turning unready and turning new sessions away: the readiness probe must fail and the
+    endpoint change reach every node's proxy first (a probe period of 2 s plus propagation)."""
     reconnect_delay_ms: int = 1000
     """Upper bound of the per-client jittered ``after_ms``."""
 
@@ -147,12 +148,17 @@ class DrainController:
         await asyncio.sleep(min(self.settings.propagation_seconds, max(0.0, deadline - time.monotonic())))
         self.accepting = False
         tracing.add_event("fleetcast.drain.refusing", {"fleetcast.sessions": len(self._sessions)}, span_name="drain")
-        # Step 4: paced closes. The budget follows the clock, so a late tick closes more, never faster on average.
-        paced_start = time.monotonic()
+        # Step 4: paced closes, a token bucket holding at most 50 ms worth: a late tick of the
+        # loop may close a few at once, but no second ever sees more than the rate plus that small burst.
+        burst = max(1.0, rate / 20)
+        budget, last = 1.0, time.monotonic()
         while self._sessions and time.monotonic() < deadline:
-            allowed = int(rate * (time.monotonic() - paced_start)) + 1
-            while self.closed < allowed and self._sessions:
+            now = time.monotonic()
+            budget = min(burst, budget + rate * (now - last))
+            last = now
+            while budget >= 1.0 and self._sessions:
                 self._close_one()
+                budget -= 1.0
             await asyncio.sleep(_TICK_SECONDS)
         # Step 5: the deadline passed (or nobody is left): close the rest at once.
         while self._sessions:

@@ -42,7 +42,9 @@ def conflation_key(event: Event, by: str) -> str:
 
 
 class Backlog:
-    __slots__ = ("_by", "_conflate", "_events", "_max_bytes", "_max_events", "bytes", "dropped", "floor", "gap_from")
+    __slots__ = (
+        "_by", "_conflate", "_events", "_max_bytes", "_max_events", "bytes", "dropped", "floor", "gap_from", "lost",
+    )  # fmt: skip
 
     def __init__(self, policy: ChannelPolicy, *, max_bytes: int, floor: str) -> None:
         self._conflate = policy.slow_consumer == "conflate"
@@ -57,6 +59,12 @@ class Backlog:
         """The last id the client was given (``0-0`` if none yet): where a hole starts if events are dropped."""
         self.gap_from: str | None = None
         """Set when events were dropped: the last id the client has before the hole."""
+        self.lost: tuple[str, str | None] | None = None
+        """The broker lost history after this id (``requested``, ``earliest``): reported after older events."""
+
+    def note_lost(self, requested: str, earliest: str | None) -> None:
+        if self.lost is None:
+            self.lost = (requested, earliest)
 
     def __len__(self) -> int:
         return len(self._events)
@@ -86,6 +94,7 @@ class Backlog:
         self._events.clear()
         self.bytes = 0
         self.gap_from = None
+        self.lost = None
         if events:
             self.floor = events[-1].id
         return gap_from, events

@@ -99,7 +99,10 @@ class Subscription:
     def lost(self, requested: str, earliest: str | None) -> None:
         if not self.active:
             return
-        if self.live:
+        if self.backlog is not None:
+            # Parked events from before the hole must reach the client before the gap does.
+            self.backlog.note_lost(requested, earliest)
+        elif self.live:
             self.session.send(self.session.codec.gap(self.channel, requested, earliest))
         else:
             # Mid-replay: the replay's next read applies the gap rule and reports it in order.
@@ -277,13 +280,24 @@ class Session:
             backlog = subscription.backlog
             if backlog is None or self.wire.closed or not self.wire.writable:
                 return
+            lost = backlog.lost
             gap_from, events = backlog.take()
             channel = subscription.channel
             if gap_from is not None:
                 self.wire.write(self.codec.gap(channel, gap_from, events[0].id if events else None))
+            after: list[Event] = []
+            if lost is not None:
+                boundary = ids.parse(lost[0])
+                after = [e for e in events if ids.parse(e.id) > boundary]
+                events = events[: len(events) - len(after)]
             if events:
                 self.wire.write(self.codec.events(Batch(channel, events)))
-                subscription.last_id = events[-1].id
+            if lost is not None:
+                self.wire.write(self.codec.gap(channel, lost[0], lost[1]))
+            if after:
+                self.wire.write(self.codec.events(Batch(channel, after)))
+            if events or after:
+                subscription.last_id = (after or events)[-1].id
             if backlog.dropped:
                 self.counters.dropped[subscription.policy.slow_consumer] += backlog.dropped
                 tracing.add_event(

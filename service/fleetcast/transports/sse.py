@@ -106,13 +106,18 @@ class SseWire:
         self.ending = sse.reconnect(disconnect.reason, after_ms) if disconnect.reconnect else b""
         self.ready.set()
 
+    def take(self) -> bytes:
+        """Everything queued, removed from the queue."""
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        return body
+
     async def flush(self, timeout: float) -> bool:
         """Send what is queued as one body message; False if the client did not take it in time."""
         if not self._chunks:
             return True
-        body = b"".join(self._chunks)
-        self._chunks.clear()
-        self._size = 0
+        body = self.take()
         try:
             async with asyncio.timeout(timeout):
                 await self._send({"type": "http.response.body", "body": body, "more_body": True})
@@ -178,11 +183,14 @@ class SseStream(Response):
 
 
 async def _finish(send: Send, wire: SseWire) -> None:
-    """End the response with the session's last words, if the client is still there to read them."""
-    if wire.ending is not None and not wire.disconnected:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                await send({"type": "http.response.body", "body": wire.ending, "more_body": False})
+    """End the response: what is still queued (events written just before a drain, the first ``retry:``),
+    then the session's last words, if the client is still there to read them."""
+    if wire.ending is None or wire.disconnected:
+        return
+    body = wire.take() + wire.ending
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _pump(wire: SseWire, heartbeat: float) -> None:
