@@ -121,6 +121,8 @@ def deployment(gateway: str, namespace: str, uid: str, spec: GatewaySpec, *, rep
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
+        # The root filesystem is read-only; anything that needs a scratch file gets this.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -134,7 +136,9 @@ def deployment(gateway: str, namespace: str, uid: str, spec: GatewaySpec, *, rep
                 "metadata": {"labels": selector_labels(gateway)},
                 "spec": {
                     "terminationGracePeriodSeconds": spec.drain.timeout_seconds + TERMINATION_MARGIN_SECONDS,
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
                 },
             },
         },
