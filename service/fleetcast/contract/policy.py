@@ -63,9 +63,8 @@ class ChannelPolicy:
 
     def to_spec(self) -> dict[str, Any]:
         """The policy as a ``Channel`` spec (camelCase), which is also its stored JSON form."""
-        history: dict[str, Any] = {}
-        if self.history_max_events is not None:
-            history["maxEvents"] = self.history_max_events
+        # maxEvents is always written, null meaning "no count limit", so the stored form round-trips.
+        history: dict[str, Any] = {"maxEvents": self.history_max_events}
         if self.history_max_age is not None:
             history["maxAge"] = f"{int(self.history_max_age)}s"
         limits: dict[str, Any] = {"maxMessageBytes": self.max_message_bytes}
