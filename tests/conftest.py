@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from tests.support.processes import RedisServer, redis_server
 
 REQUIRE_BROWSER = os.environ.get("FLEETCAST_REQUIRE_BROWSER") == "1"
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+"""Headless on a machine with no network but loopback: no sandbox (root), no background calls out."""
 
 
 @pytest.fixture
@@ -29,3 +36,15 @@ def chromium_or_skip() -> str:
     if REQUIRE_BROWSER:
         pytest.fail(message + "; FLEETCAST_REQUIRE_BROWSER=1 demands the browser tests run")
     pytest.skip(message)
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium driven by Playwright (never ``playwright install``), closed afterwards."""
+    executable = chromium_or_skip()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()

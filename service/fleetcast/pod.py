@@ -29,7 +29,8 @@ from fleetcast.observability.metrics import GatewaySnapshot
 from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
-from fleetcast.session.session import Limits, Session
+from fleetcast.session.session import Limits, Session, jittered_backoff_ms
+from fleetcast.session.wire import Codec, Wire
 from fleetcast.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,30 @@ class Pod:
         if sum(self.connections.values()) >= self.settings.limits.max_connections:
             return disconnects.OVERLOADED
         return None
+
+    def refusal_delay_ms(self, refusal: Disconnect) -> int:
+        """When a client turned away should come back: the drain's jittered delay, or a jittered backoff."""
+        return self.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms()
+
+    def open_session(self, wire: Wire, codec: Codec) -> Session:
+        """A new session on this pod, counted and known to the drain until :meth:`close_session`."""
+        session = Session(
+            hub=self.hub,
+            broker=self.broker,
+            policies=self.policies,
+            wire=wire,
+            codec=codec,
+            limits=self.limits,
+            counters=self.counters,
+        )
+        self.connections[wire.kind] += 1
+        self.sessions.add(session)
+        return session
+
+    def close_session(self, session: Session) -> None:
+        self.connections[session.wire.kind] -= 1
+        self.sessions.discard(session)
+        session.release()
 
     def buffered_bytes(self) -> int:
         """Bytes written for clients but not yet taken by them, over all sessions."""

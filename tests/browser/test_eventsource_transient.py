@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
-from tests.browser.test_demo_page import CHROMIUM_ARGS, logged_ids
-from tests.conftest import chromium_or_skip
+from tests.browser.test_demo_page import logged_ids
 from tests.support.clients import publish
 from tests.support.front import front
 from tests.support.gateway import GatewayProcess, gateway
@@ -27,17 +26,6 @@ def pods() -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
         common = ["--redis-url", redis.url, "--drain-propagation", "0.2", "--drain-reconnect-delay-ms", "300"]
         with gateway(*common) as draining, gateway(*common, "--max-connections", "1") as full:
             yield draining, full
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_or_skip()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def wait_for_events(page: Page, count: int) -> None:

@@ -15,15 +15,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
-from tests.conftest import chromium_or_skip
+from tests.conftest import chromium
 from tests.e2e.traffic import Received
-
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 _SUBSCRIBE = """([url]) => {
   const state = {numbers: [], ids: [], opens: 0, errors: 0, gaps: [], reconnectAdvice: 0};
@@ -57,14 +52,9 @@ class BrowserClient:
 @contextlib.asynccontextmanager
 async def browser_client(service_url: str, channel: str, start: int, since: str | None) -> AsyncIterator[BrowserClient]:
     """A Chromium page subscribed to ``channel`` after ``since``; the browser is closed when the block ends."""
-    executable = chromium_or_skip()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            await page.goto(service_url + "/", timeout=10_000)
-            url = f"/v1/channels/{channel}/events" + (f"?lastEventId={since}" if since else "")
-            await page.evaluate(_SUBSCRIBE, [url])
-            yield BrowserClient(page, Received(channel, start))
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(service_url + "/", timeout=10_000)
+        url = f"/v1/channels/{channel}/events" + (f"?lastEventId={since}" if since else "")
+        await page.evaluate(_SUBSCRIBE, [url])
+        yield BrowserClient(page, Received(channel, start))

@@ -29,7 +29,6 @@ from fleetcast.core.messages import Ref
 from fleetcast.errors import BrokerUnavailable
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
-from fleetcast.session.session import Session, jittered_backoff_ms
 
 HIGH_WATER_BYTES = 64 * 1024
 """Queued bytes above which a subscriber counts as lagging (its policy may then park or drop events)."""
@@ -144,28 +143,17 @@ class SseStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         pod = self.pod
         wire = SseWire(send)
-        session = Session(
-            hub=pod.hub,
-            broker=pod.broker,
-            policies=pod.policies,
-            wire=wire,
-            codec=SseCodec(),
-            limits=pod.limits,
-            counters=pod.counters,
-        )
         retry_ms = pod.settings.limits.sse_retry_ms
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         wire.write(sse.retry(retry_ms + random.randint(0, retry_ms)))
         refusal = pod.admission()
         if refusal is not None:
             # Never a 5xx for a transient refusal: EventSource would give up for good. 200, then come back.
-            wire.close(refusal, pod.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms())
-            await wire.flush(SEND_TIMEOUT_SECONDS)
+            wire.close(refusal, pod.refusal_delay_ms(refusal))
             await _finish(send, wire)
             return
+        session = pod.open_session(wire, SseCodec())
         listener = asyncio.create_task(_wait_for_disconnect(receive, wire), name="sse-disconnect")
-        pod.connections["sse"] += 1
-        pod.sessions.add(session)
         try:
             try:
                 await session.subscribe(self.channel, self.since)
@@ -174,9 +162,7 @@ class SseStream(Response):
             await _pump(wire, pod.settings.limits.sse_heartbeat_seconds)
             await _finish(send, wire)
         finally:
-            pod.connections["sse"] -= 1
-            pod.sessions.discard(session)
-            session.release()
+            pod.close_session(session)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener

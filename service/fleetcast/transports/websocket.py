@@ -19,7 +19,7 @@ from fleetcast.errors import FleetcastError, Forbidden, NotSubscribed, PayloadTo
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
 from fleetcast.session.ratelimit import TokenBucket
-from fleetcast.session.session import Session, jittered_backoff_ms
+from fleetcast.session.session import Session
 from fleetcast.transports.uvicorn_ws import EXTENSION, FrameWriter
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     refusal = pod.admission()
     if refusal is not None:
         # Transient: the client comes back (to another pod) after after_ms; the close handshake ends it.
-        wire.close(refusal, pod.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms())
+        wire.close(refusal, pod.refusal_delay_ms(refusal))
         return
-    session = Session(
-        hub=pod.hub,
-        broker=pod.broker,
-        policies=pod.policies,
-        wire=wire,
-        codec=WsCodec(),
-        limits=pod.limits,
-        counters=pod.counters,
-    )
+    session = pod.open_session(wire, WsCodec())
     publish_bucket = TokenBucket(pod.settings.limits.ws_publish_per_second, pod.settings.limits.ws_publish_burst)
-    pod.connections["ws"] += 1
-    pod.sessions.add(session)
     try:
         while not wire.closed:
             message = await websocket.receive()
@@ -106,9 +96,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 break
             await _handle(pod, session, publish_bucket, text)
     finally:
-        pod.connections["ws"] -= 1
-        pod.sessions.discard(session)
-        session.release()
+        pod.close_session(session)
 
 
 def _refuse(session: Session, error: ProtocolError) -> None:
