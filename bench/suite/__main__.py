@@ -50,6 +50,7 @@ def machine() -> dict[str, Any]:
         "node": os.popen("node --version").read().strip(),
         "redis": os.popen("redis-server --version").read().split()[2],
         "loadavg_start": os.getloadavg(),
+        "git": os.popen(f"git -C {ROOT} describe --always --dirty").read().strip(),
         "versions": versions,
     }
 

@@ -267,12 +267,14 @@ class Conn(asyncio.Protocol):
             if seq is None:
                 return
             n = int(seq)
-            if self.next_seq is not None:
+            if self.next_seq is not None and n != self.next_seq:
+                tally = self.pool.tally
+                if len(tally.errors) < 10:
+                    tally.errors.append(f"{self.kind} conn {id(self):x}: expected seq {self.next_seq}, got {n}")
                 if n < self.next_seq:
-                    self.pool.tally.duplicates += 1
+                    tally.duplicates += 1
                     return
-                if n > self.next_seq:
-                    self.pool.tally.gaps += n - self.next_seq
+                tally.gaps += n - self.next_seq
             self.next_seq = n + 1
             self.last_seq = n
 

@@ -39,6 +39,7 @@ ROWS = [
         check=lambda f, p: p is not None and f <= 0.8 * p and f <= 30),
     Row("W4", "resume burst: all caught up (fleetcast SSE; peer WS recovery)", "caught_up_s", " s", "<= 3 s",
         check=lambda f, p: f <= 3),
+    Row("W4", "resume burst: deliveries out of order (fleetcast SSE; peer WS)", "duplicates", ""),
     Row("W4ws", "resume burst: all caught up (fleetcast WS `since`)", "caught_up_s", " s", peer_workload="W4"),
     Row("W5", "idle memory per WS connection", "kib_per_connection", " KiB", "<= 20 KiB",
         check=lambda f, p: f <= 20),

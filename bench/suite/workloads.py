@@ -200,6 +200,7 @@ async def w4(ctx: Context, server: str, kind: str | None = None) -> dict[str, An
         "gaps": answer["gaps"],
         "resume_failed": resumed["failed"],
         "client_cpu_s": answer["cpu_seconds"],
+        "anomalies": answer["errors"],
     }
 
 
@@ -244,17 +245,18 @@ async def w6(ctx: Context, server: str) -> dict[str, Any]:
                              track=True)  # fmt: skip
         publishing = asyncio.create_task(publisher.at_rate("drain", 50.0, 14.0))
         await asyncio.sleep(2.0)
-        started = time.monotonic()
-        status, _ = await procs.http_json(a.port, "POST", "/internal/drain?exit=false")
-        if status != 202:
-            raise RuntimeError(f"drain answered {status}")
-        state: dict[str, Any] = {}
-        while time.monotonic() - started < 60:
-            _, state = await procs.http_json(a.port, "GET", "/internal/drain")
-            if state["state"] == "drained":
-                break
-            await asyncio.sleep(0.05)
-        duration = time.monotonic() - started
+        async with profiled(ctx, a.pid, "W6-drained-pod"):
+            started = time.monotonic()
+            status, _ = await procs.http_json(a.port, "POST", "/internal/drain?exit=false")
+            if status != 202:
+                raise RuntimeError(f"drain answered {status}")
+            state: dict[str, Any] = {}
+            while time.monotonic() - started < 60:
+                _, state = await procs.http_json(a.port, "GET", "/internal/drain")
+                if state["state"] == "drained":
+                    break
+                await asyncio.sleep(0.05)
+            duration = time.monotonic() - started
         sent = await publishing
         final = sent - 1
         answer: dict[str, Any] = {}
