@@ -106,10 +106,12 @@ async def run_drain(pod_a: GatewayProcess, pod_b: GatewayProcess, trigger: str) 
         stop.set()
         await asyncio.gather(*(client.close() for client in clients))
     assert isinstance(pacing, dict), status
-    # 500 closes at 200/s: spread over about 2.5 s, and no one-second window holds more than the rate (with 10 %
-    # for a late tick of the event loop, after which the clock-based budget catches up).
-    assert 2.0 <= pacing["span_seconds"] <= 4.0, pacing
+    # 500 closes at 200/s: the distribution, not the wall clock. They cannot have come faster than the rate allows
+    # (at least 2.0 s for 500 at 200/s with a 50 ms bucket), no one-second window holds more than the rate plus the
+    # bucket, and they all came well before the 30 s deadline that would have closed the rest at once.
+    assert pacing["span_seconds"] >= (CLIENTS - 1) / RATE - 0.5, pacing
     assert pacing["max_per_second"] <= RATE * 1.1, pacing
+    assert pacing["span_seconds"] < 20, pacing
 
 
 async def test_drain_endpoint_moves_every_client_to_the_other_pod_without_loss(
