@@ -28,7 +28,18 @@ def _report(snapshot: tracemalloc.Snapshot, baseline: tracemalloc.Snapshot, conn
     lines = []
     total = sum(s.size_diff for s in snapshot.compare_to(baseline, "filename"))
     lines.append(f"Python heap growth: {total / 2**20:.1f} MiB, {total / max(1, connections) / 1024:.2f} KiB/conn\n")
-    lines.append("By line (top 25):")
+    packages: dict[str, int] = {}
+    for stat in snapshot.compare_to(baseline, "filename"):
+        name = stat.traceback[0].filename
+        package = next((p for p in INTERESTING if f"/{p}/" in name or f"/{p}." in name), "other")
+        packages[package] = packages.get(package, 0) + stat.size_diff
+    lines.append("By package of the allocating line:")
+    for package, size in sorted(packages.items(), key=lambda item: -item[1]):
+        lines.append(f"{size / max(1, connections):8.0f} B/conn  {package}")
+    lines.append("\nBy file (top 15):")
+    for stat in snapshot.compare_to(baseline, "filename")[:15]:
+        lines.append(f"{stat.size_diff / max(1, connections):8.0f} B/conn  {stat.traceback[0].filename}")
+    lines.append("\nBy line (top 25):")
     for stat in snapshot.compare_to(baseline, "lineno")[:25]:
         frame = stat.traceback[0]
         lines.append(f"{stat.size_diff / max(1, connections):8.0f} B/conn  {stat.count_diff:+8d}  "
@@ -74,7 +85,7 @@ async def profile_idle(out: Path, connections: int, workdir: Path) -> str:
         port = free_port()
         command = [sys.executable, "-m", "bench.suite.memprofile", str(out), "--",
                    *procs.fleetcast_command(port, redis, "mem")[4:]]  # fmt: skip
-        async with procs.process(command, workdir / "memprofile.log") as child, procs.load_client(workdir) as client:
+        async with procs.process(command, out.with_suffix(".log")) as child, procs.load_client(workdir) as client:
             await wait_healthy(port, child)
             await asyncio.sleep(1.0)
             child.send_signal(signal.SIGUSR1)
@@ -84,7 +95,7 @@ async def profile_idle(out: Path, connections: int, workdir: Path) -> str:
             await asyncio.sleep(2.0)
             _write(out, f"connections {connections}")
             child.send_signal(signal.SIGUSR1)
-            for _ in range(100):
+            for _ in range(240):  # bounded: a snapshot of a large heap takes a while
                 await asyncio.sleep(0.5)
                 if _read(out).startswith("Python heap"):
                     break
@@ -100,7 +111,7 @@ def main() -> None:
     procs.raise_fd_limit()
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "memprofile.txt").resolve()
     with tempfile.TemporaryDirectory(prefix="memprofile.") as tmp:
-        print(asyncio.run(profile_idle(out, 2000, Path(tmp))))
+        print(asyncio.run(profile_idle(out, int(sys.argv[2]) if len(sys.argv) > 2 else 2000, Path(tmp))))
 
 
 if __name__ == "__main__":

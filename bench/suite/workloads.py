@@ -177,7 +177,7 @@ async def w4(ctx: Context, server: str, kind: str | None = None) -> dict[str, An
     async with (
         procs.pod(server, ctx.redis, ctx.workdir, "a", extra) as pod,
         procs.load_client(ctx.workdir) as client,
-        Publisher(pod.port, 20) as publisher,
+        Publisher(pod.port, 1) as publisher,  # one at a time: seq order is then the server's order
     ):
         await client.connect(kind=kind, port=pod.port, n=s.w4_clients, channels=[channel], track=True)
         await publisher.waves([channel], 1)
@@ -186,9 +186,10 @@ async def w4(ctx: Context, server: str, kind: str | None = None) -> dict[str, An
         await publisher.waves([channel], s.w4_behind)
         await client.call(cmd="reset")
         expected = s.w4_clients * s.w4_behind
-        with Span(pod, ctx.redis) as span:
-            resumed = await client.call(cmd="resume")
-            answer = await client.call(cmd="wait", expected=expected, timeout=60)
+        async with profiled(ctx, pod.pid, f"W4-{kind}-{server}"):
+            with Span(pod, ctx.redis) as span:
+                resumed = await client.call(cmd="resume")
+                answer = await client.call(cmd="wait", expected=expected, timeout=60)
         expect(answer, expected, "W4")
     return {
         "transport": kind,
