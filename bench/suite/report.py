@@ -49,6 +49,8 @@ ROWS = [
         peer_workload="W5"),
     Row("W6", "drain 5,000 WS: seconds (configured 5.5 s)", "drain_s", " s"),
     Row("W6", "drain 5,000 WS: events lost (gaps + never received)", "lost", "", "0", check=lambda f, p: f == 0),
+    Row("W6l", "drain 5,000 WS at 10 ev/s: seconds (configured 5.5 s)", "drain_s", " s"),
+    Row("W6l", "drain 5,000 WS at 10 ev/s: events lost", "lost", "", "0", check=lambda f, p: f == 0),
     Row("W7", "soak 10,000 conns: RSS drift", "rss_drift_mib", " MiB", ratio=False),
     Row("W7", "soak 10,000 conns: RSS at the end", "rss_end_mib", " MiB"),
 ]  # fmt: skip

@@ -233,8 +233,8 @@ async def w5s(ctx: Context, server: str) -> dict[str, Any]:
     return await idle_memory(ctx, server, "sse", ctx.sizes.w5_connections)
 
 
-async def w6(ctx: Context, server: str) -> dict[str, Any]:
-    """Drain pod a under 50 events/s (published through pod b) while its clients resume on pod b."""
+async def w6(ctx: Context, server: str, rate: float = 50.0) -> dict[str, Any]:
+    """Drain pod a under ``rate`` events/s (published through pod b) while its clients resume on pod b."""
     s = ctx.sizes
     async with (
         procs.pod(server, ctx.redis, ctx.workdir, "a", DRAIN_FLAGS) as a,
@@ -244,7 +244,7 @@ async def w6(ctx: Context, server: str) -> dict[str, Any]:
     ):
         await client.connect(kind="ws", port=a.port, alt_port=b.port, n=s.w6_connections, channels=["drain"],
                              track=True)  # fmt: skip
-        publishing = asyncio.create_task(publisher.at_rate("drain", 50.0, 14.0))
+        publishing = asyncio.create_task(publisher.at_rate("drain", rate, 14.0))
         await asyncio.sleep(2.0)
         async with profiled(ctx, a.pid, "W6-drained-pod"):
             started = time.monotonic()
@@ -268,6 +268,7 @@ async def w6(ctx: Context, server: str) -> dict[str, Any]:
             await asyncio.sleep(0.1)
     return {
         "connections": s.w6_connections,
+        "events_per_s": rate,
         "drain_s": duration,
         "configured_s": DRAIN_CONFIGURED_SECONDS,
         "closed_by_drain": state.get("closed"),
@@ -285,6 +286,11 @@ async def w6(ctx: Context, server: str) -> dict[str, Any]:
         "client_errors": answer["errors"],
         "events": sent,
     }
+
+
+async def w6l(ctx: Context, server: str) -> dict[str, Any]:
+    """W6 under a lighter load, 10 events/s: separates the drain's pace from a pod saturated by live fan-out."""
+    return await w6(ctx, server, 10.0)
 
 
 async def w7(ctx: Context, server: str) -> dict[str, Any]:
@@ -334,5 +340,6 @@ WORKLOADS: dict[str, tuple[Workload, tuple[str, ...]]] = {
     "W5": (w5, ("fleetcast", "socketio")),
     "W5s": (w5s, ("fleetcast",)),
     "W6": (w6, ("fleetcast",)),
+    "W6l": (w6l, ("fleetcast",)),
     "W7": (w7, ("fleetcast", "socketio")),
 }
