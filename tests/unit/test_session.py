@@ -39,9 +39,12 @@ class RecordingWire:
     def closed(self) -> bool:
         return self.closed_with is not None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> int:
+        if self.closed:
+            return 0
         for line in data.decode().splitlines():
             self.records.append(tuple(json.loads(line)))
+        return self.unsent
 
     def buffered(self) -> int:
         return self.unsent

@@ -27,8 +27,9 @@ class Wire(Protocol):
         """True once the session ended, by either side; writes are then ignored."""
         ...
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes for the client, never blocking."""
+    def write(self, data: bytes) -> int:
+        """Queue bytes for the client, never blocking; return the bytes now waiting for the client (0 once the
+        session is closed, when nothing is written)."""
         ...
 
     def buffered(self) -> int:

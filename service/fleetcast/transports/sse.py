@@ -75,12 +75,14 @@ class SseWire:
     def closed(self) -> bool:
         return self.ending is not None or self.disconnected
 
-    def write(self, data: bytes) -> None:
-        if self.closed or not data:
-            return
-        self._chunks.append(data)
-        self._size += len(data)
-        self.ready.set()
+    def write(self, data: bytes) -> int:
+        if self.closed:
+            return 0
+        if data:
+            self._chunks.append(data)
+            self._size += len(data)
+            self.ready.set()
+        return self._size
 
     def buffered(self) -> int:
         return self._size

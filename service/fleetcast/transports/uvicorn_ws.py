@@ -44,10 +44,17 @@ class FrameWriter:
         p = self._protocol
         return p.handshake_complete and not p.close_sent and not p.disconnected and not p.transport.is_closing()
 
-    def write(self, frames: bytes) -> None:
-        """Write complete frames; ignored once the connection is closing."""
-        if self.open:
-            self._protocol.transport.write(frames)
+    def write(self, frames: bytes) -> int:
+        """Write complete frames and return the bytes the transport now holds unsent; once the connection is
+        closing, write nothing and return 0. The hot path of every delivery: one check, one write, one size."""
+        p = self._protocol
+        if p.close_sent or p.disconnected:
+            return 0
+        transport = p.transport
+        if transport.is_closing():
+            return 0
+        transport.write(frames)
+        return transport.get_write_buffer_size()
 
     def buffered(self) -> int:
         p = self._protocol

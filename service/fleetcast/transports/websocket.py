@@ -46,8 +46,8 @@ class WsWire:
     def closed(self) -> bool:
         return not self._writer.open
 
-    def write(self, data: bytes) -> None:
-        self._writer.write(data)
+    def write(self, data: bytes) -> int:
+        return self._writer.write(data)
 
     def buffered(self) -> int:
         return self._writer.buffered()
