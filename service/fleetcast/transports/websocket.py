@@ -68,8 +68,11 @@ class WsWire:
         self._writer.close(disconnect.code, disconnect.reason)
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    pod: Pod = websocket.app.state.pod
+PATH = "/v1/ws"
+
+
+async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
+    """Serve one WebSocket connection of protocol v1 for its whole life."""
     writer = websocket.scope.get("extensions", {}).get(EXTENSION)
     subprotocol = messages.SUBPROTOCOL if messages.SUBPROTOCOL in websocket.scope.get("subprotocols", []) else None
     await websocket.accept(subprotocol=subprotocol)
