@@ -51,6 +51,7 @@ def create_app(settings: Settings, pod: Pod | None = None) -> Gateway:
     app = FastAPI(title="fleetcast", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.pod = the_pod
     errors.install(app)
+    app.router.routes.append(channels.publish_route)
     app.include_router(channels.router)
     app.include_router(health.router)
     app.include_router(admin.router)
