@@ -19,7 +19,15 @@ import redis
 from fleetcast.client import Event, SseClient, WsClient
 from fleetcast.contract import keys
 from fleetcast.contract.heartbeat import Heartbeat
-from tests.support.clients import collect_sse, sse_frames, ws_client, ws_recv, ws_send, ws_subscribe
+from tests.support.clients import (
+    collect_sse,
+    sse_frames,
+    wait_subscribers,
+    ws_client,
+    ws_recv,
+    ws_send,
+    ws_subscribe,
+)
 from tests.support.gateway import GatewayProcess
 from tests.support.processes import redis_server
 
@@ -274,7 +282,7 @@ async def test_redis_restart_without_persistence_signals_gaps_to_live_and_resumi
                 for client in clients:
                     client.start()
                 await eventually(lambda: _equals(connections(pod_b.url), {"ws": 2, "sse": 2}), timeout=10, what="4")
-                await asyncio.sleep(0.3)  # subscribed; the SSE ones too
+                await wait_subscribers(pod_b.url, channel, 4)
                 async with httpx.AsyncClient(base_url=pod_a.url, timeout=5) as http:
                     before = []
                     for n in range(5):

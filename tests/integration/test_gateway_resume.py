@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.clients import collect_sse, publish, ws_client, ws_recv, ws_subscribe
+from tests.support.clients import collect_sse, publish, wait_subscribers, ws_client, ws_recv, ws_subscribe
 from tests.support.gateway import GatewayProcess, gateway
 
 
@@ -27,7 +27,7 @@ async def publish_many(base_url: str, channel: str, n: int, start: int = 0) -> l
 async def test_sse_subscriber_receives_a_published_event(pod: GatewayProcess) -> None:
     """A live SSE subscriber receives what an HTTP publish sends, with id, type and data."""
     task = asyncio.create_task(collect_sse(pod.url, "live-sse", count=1))
-    await asyncio.sleep(0.3)
+    await wait_subscribers(pod.url, "live-sse", 1)
     async with httpx.AsyncClient(base_url=pod.url) as client:
         event_id = await publish(client, "live-sse", {"n": 1}, type="update")
     frames = await task
@@ -40,7 +40,7 @@ async def test_sse_resume_from_event_k_gets_exactly_the_rest(pod: GatewayProcess
     channel = f"resume-sse:k{k}"
     ids = await publish_many(pod.url, channel, 10)
     task = asyncio.create_task(collect_sse(pod.url, channel, count=10 - k, last_event_id=ids[k]))
-    await asyncio.sleep(0.3)
+    await wait_subscribers(pod.url, channel, 1)
     live = await publish_many(pod.url, channel, 1, start=10)
     frames = await task
     assert [f.id for f in frames] == ids[k + 1 :] + live

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.processes import free_port, wait_for_port
@@ -35,7 +36,11 @@ def test_make_run_serves_and_curl_receives_a_published_event() -> None:
             [curl, "-sN", "--max-time", "20", f"{base}/v1/channels/demo/events"], stdout=subprocess.PIPE
         )
         try:
-            time.sleep(0.5)
+            # Publish once the subscription is live (the channel's info counts this pod's subscribers).
+            deadline = time.monotonic() + 15
+            while httpx.get(f"{base}/v1/channels/demo", timeout=5).json()["subscribers"] < 1:
+                assert time.monotonic() < deadline, "the curl subscriber never showed up"
+                time.sleep(0.05)
             posted = subprocess.run(
                 [curl, "-s", "-X", "POST", f"{base}/v1/channels/demo/events",
                  "-H", "Content-Type: application/json", "-d", '{"data":{"n":1}}'],

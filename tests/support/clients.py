@@ -102,3 +102,10 @@ async def publish(client: httpx.AsyncClient, channel: str, data: Any, **kwargs: 
     assert response.status_code == 201, response.text
     event_id: str = response.json()["id"]
     return event_id
+
+
+async def wait_subscribers(base_url: str, channel: str, count: int, *, timeout: float = 15.0) -> None:
+    """Wait until the pod at ``base_url`` counts ``count`` local subscribers of ``channel`` (channel info)."""
+    async with asyncio.timeout(timeout), httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        while (await client.get(f"/v1/channels/{channel}")).json()["subscribers"] < count:
+            await asyncio.sleep(0.05)

@@ -8,8 +8,10 @@ A transient refusal (broker down, pod draining or full) is never a non-200 answe
 treats any non-200 as final and stops reconnecting. It gets 200, a ``fleetcast.reconnect`` event with
 ``retry:`` and the end of the stream. Non-200 is for what retrying cannot fix (400, 401, 403, 404).
 
-Each batch is one ``http.response.body`` message holding all of its events. The request task is the writer: it
-waits for the session's wire to fill, then sends; a second task per stream only listens for the disconnect.
+The status line goes out only once the subscription is registered with the hub: a client that has the 200
+receives every event published after it. Each batch is one ``http.response.body`` message holding all of its
+events. The request task is the writer: it waits for the session's wire to fill, then sends; a second task per
+stream only listens for the disconnect.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class SseWire:
         self.ending: bytes | None = None
         """Set when the session ends: the last bytes to send before the end of the stream."""
         self.disconnected = False
+        self._started = False
         self._on_writable: Callable[[], None] | None = None
 
     @property
@@ -114,6 +117,14 @@ class SseWire:
         self._size = 0
         return body
 
+    async def _send_body(self, body: bytes, *, more: bool) -> None:
+        if not self._started:
+            # The status line goes out with the first bytes, after the subscription is registered: a client
+            # that has the 200 is subscribed, and an event published after that reaches it.
+            self._started = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await self._send({"type": "http.response.body", "body": body, "more_body": more})
+
     async def flush(self, timeout: float) -> bool:
         """Send what is queued as one body message; False if the client did not take it in time."""
         if not self._chunks:
@@ -121,13 +132,23 @@ class SseWire:
         body = self.take()
         try:
             async with asyncio.timeout(timeout):
-                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+                await self._send_body(body, more=True)
         except TimeoutError:
             self.disconnected = True
             return False
         if self._on_writable is not None and not self.closed:
             self._on_writable()
         return True
+
+    async def finish(self) -> None:
+        """End the response: what is still queued (events written just before a drain, the first ``retry:``),
+        then the session's last words, if the client is still there to read them."""
+        if self.ending is None or self.disconnected:
+            return
+        body = self.take() + self.ending
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await self._send_body(body, more=False)
 
 
 class SseStream(Response):
@@ -146,13 +167,12 @@ class SseStream(Response):
         pod = self.pod
         wire = SseWire(send)
         retry_ms = pod.settings.limits.sse_retry_ms
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         wire.write(sse.retry(retry_ms + random.randint(0, retry_ms)))
         refusal = pod.admission()
         if refusal is not None:
             # Never a 5xx for a transient refusal: EventSource would give up for good. 200, then come back.
             wire.close(refusal, pod.refusal_delay_ms(refusal))
-            await _finish(send, wire)
+            await wire.finish()
             return
         session = pod.open_session(wire, SseCodec())
         listener = asyncio.create_task(_wait_for_disconnect(receive, wire), name="sse-disconnect")
@@ -162,23 +182,12 @@ class SseStream(Response):
             except BrokerUnavailable:
                 session.close(disconnects.BROKER_DOWN)
             await _pump(wire, pod.settings.limits.sse_heartbeat_seconds)
-            await _finish(send, wire)
+            await wire.finish()
         finally:
             pod.close_session(session)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-
-
-async def _finish(send: Send, wire: SseWire) -> None:
-    """End the response: what is still queued (events written just before a drain, the first ``retry:``),
-    then the session's last words, if the client is still there to read them."""
-    if wire.ending is None or wire.disconnected:
-        return
-    body = wire.take() + wire.ending
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-            await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _pump(wire: SseWire, heartbeat: float) -> None:
