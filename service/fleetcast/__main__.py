@@ -16,99 +16,64 @@ from fleetcast.settings import AuthSettings, BrokerSettings, LimitSettings, Serv
 _WS_FRAME_OVERHEAD = 64 * 1024
 
 
-def _flag_bool(text: str | None) -> bool:
-    return (text or "").strip().lower() in {"1", "true", "yes", "on"}
+def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: object, help: str) -> None:
+    """``--<name>``, defaulting to ``FLEETCAST_<NAME>`` from the environment, else ``default``; a malformed
+    environment value is refused with its name, not a traceback."""
+    raw = env(name)
+    value = default
+    if raw is not None and raw != "":
+        try:
+            value = kind(raw)
+        except ValueError:
+            variable = "FLEETCAST_" + name.upper().replace("-", "_")
+            parser.error(f"{variable}={raw!r} is not a valid {kind.__name__}")
+    parser.add_argument(f"--{name}", type=kind, default=value, help=f"{help} (%(default)s)")
 
 
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
-    defaults = ServerSettings()
-    serve.add_argument("--host", default=env("host", defaults.host), help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=int, default=int(env("port", str(defaults.port)) or defaults.port))
-    serve.add_argument("--pod-name", default=env("pod-name", defaults.pod_name), help="this pod's name")
-    serve.add_argument("--gateway", default=env("gateway", defaults.gateway), help="the Gateway this pod belongs to")
-    serve.add_argument("--redis-url", default=env("redis-url"), help="Redis to share events through (unset: embedded)")
-    serve.add_argument("--publish-key", default=env("publish-key"), help="require 'Authorization: Bearer <key>'")
-    serve.add_argument("--admin-token", default=env("admin-token"), help="token for admin endpoints off loopback")
-    serve.add_argument(
-        "--history-max-events",
-        type=int,
-        default=int(env("history-max-events", "1000") or 1000),
-        help="retention of channels no Channel resource declares (%(default)s)",
-    )
+    server, limits, drain = ServerSettings(), LimitSettings(), DrainSettings()
+    options: list[tuple[str, type, object, str]] = [
+        ("host", str, server.host, "address to listen on"),
+        ("port", int, server.port, "port to listen on"),
+        ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
+        ("gateway", str, server.gateway, "the Gateway this pod belongs to"),
+        ("redis-url", str, None, "Redis to share events through (unset: the embedded broker)"),
+        ("publish-key", str, None, "require 'Authorization: Bearer <key>' to publish over HTTP"),
+        ("admin-token", str, None, "token for admin endpoints off loopback"),
+        ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
+        ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
+        ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
+        ("ws-ping-seconds", float, limits.ws_ping_seconds, "WebSocket pings; silent as long again: disconnected"),
+        ("sse-heartbeat-seconds", float, limits.sse_heartbeat_seconds, "': ping' comments on idle SSE streams"),
+        ("ws-publish-rate", float, limits.ws_publish_per_second, "publishes per second per WebSocket client"),
+        ("drain-rate", float, drain.rate, "sessions closed per second while draining"),
+        ("drain-timeout", float, drain.timeout, "seconds until a drain closes the rest and the process exits"),
+        ("drain-propagation", float, drain.propagation_seconds, "seconds from unready to turning sessions away"),
+        ("drain-reconnect-delay-ms", int, drain.reconnect_delay_ms, "upper bound of drained clients' jittered delay"),
+        ("log-level", str, "info", "log level"),
+    ]
+    for name, kind, default, help in options:
+        _option(serve, name, kind, default, help)
+    strict = (env("strict-channels") or "").strip().lower() in {"1", "true", "yes", "on"}
     serve.add_argument(
         "--strict-channels",
         action="store_true",
-        default=_flag_bool(env("strict-channels")),
+        default=strict,
         help="refuse channels whose family no Channel resource declares",
     )
-    serve.add_argument(
-        "--outbox-max-bytes",
-        type=int,
-        default=int(env("outbox-max-bytes", str(LimitSettings().outbox_max_bytes)) or 0),
-        help="unsent bytes a session may hold before it counts as a slow consumer (%(default)s)",
-    )
-    serve.add_argument(
-        "--max-connections",
-        type=int,
-        default=int(env("max-connections", str(LimitSettings().max_connections)) or 0),
-        help="connections this pod takes before turning new ones away (%(default)s)",
-    )
-    serve.add_argument(
-        "--ws-ping-seconds",
-        type=float,
-        default=float(env("ws-ping-seconds", str(LimitSettings().ws_ping_seconds)) or 20),
-        help="WebSocket pings; a client silent for as long again is disconnected (%(default)s)",
-    )
-    serve.add_argument(
-        "--sse-heartbeat-seconds",
-        type=float,
-        default=float(env("sse-heartbeat-seconds", str(LimitSettings().sse_heartbeat_seconds)) or 15),
-        help="interval of ': ping' comments on idle SSE streams (%(default)s)",
-    )
-    serve.add_argument(
-        "--ws-publish-rate",
-        type=float,
-        default=float(env("ws-publish-rate", str(LimitSettings().ws_publish_per_second)) or 0),
-        help="publishes per second one WebSocket client may make (%(default)s)",
-    )
-    drain = DrainSettings()
-    serve.add_argument(
-        "--drain-rate",
-        type=float,
-        default=float(env("drain-rate", str(drain.rate)) or drain.rate),
-        help="sessions closed per second while draining (%(default)s)",
-    )
-    serve.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=float(env("drain-timeout", str(drain.timeout)) or drain.timeout),
-        help="seconds until a drain closes everything left and the process exits (%(default)s)",
-    )
-    serve.add_argument(
-        "--drain-propagation",
-        type=float,
-        default=float(env("drain-propagation", str(drain.propagation_seconds)) or 0),
-        help="seconds between turning unready and turning new sessions away (%(default)s)",
-    )
-    serve.add_argument(
-        "--drain-reconnect-delay-ms",
-        type=int,
-        default=int(env("drain-reconnect-delay-ms", str(drain.reconnect_delay_ms)) or 0),
-        help="upper bound of the jittered delay drained clients wait before reconnecting (%(default)s)",
-    )
-    serve.add_argument("--log-level", default=env("log-level", "info"))
 
 
 def _add_drain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     drain = subparsers.add_parser(
         "drain", help="drain the pod on this machine and wait until it is empty (the preStop hook runs this)"
     )
-    drain.add_argument("--port", type=int, default=int(env("port", "8000") or 8000))
+    _option(drain, "port", int, ServerSettings().port, "the local pod's port")
+    timeout = env("drain-timeout")
     drain.add_argument(
         "--timeout",
         type=float,
-        default=float(env("drain-timeout", str(DrainSettings().timeout)) or 60),
+        default=float(timeout) if timeout else DrainSettings().timeout,
         help="seconds to wait for the drain (%(default)s)",
     )
 

@@ -1,0 +1,35 @@
+"""The command line: every `serve` flag also reads FLEETCAST_<NAME>, and a bad value is named, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from fleetcast.__main__ import _add_serve, settings_from
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    _add_serve(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["serve", *argv])
+
+
+def test_flags_default_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLEETCAST_PORT, FLEETCAST_DRAIN_RATE and FLEETCAST_STRICT_CHANNELS set the defaults; flags still win."""
+    monkeypatch.setenv("FLEETCAST_PORT", "9001")
+    monkeypatch.setenv("FLEETCAST_DRAIN_RATE", "12.5")
+    monkeypatch.setenv("FLEETCAST_STRICT_CHANNELS", "true")
+    settings = settings_from(parse())
+    assert (settings.server.port, settings.drain.rate, settings.broker.strict_channels) == (9001, 12.5, True)
+    assert settings_from(parse("--port", "9002")).server.port == 9002
+
+
+def test_malformed_environment_value_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value that is not a number stops the command with the variable's name."""
+    monkeypatch.setenv("FLEETCAST_MAX_CONNECTIONS", "lots")
+    with pytest.raises(SystemExit):
+        parse()
+    assert "FLEETCAST_MAX_CONNECTIONS='lots' is not a valid int" in capsys.readouterr().err
