@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -27,6 +28,9 @@ from fleetcast.observability import tracing
 from fleetcast.observability.metrics import LagHistogram
 
 log = logging.getLogger(__name__)
+
+_REPLAY_CACHE = 32
+"""History pages kept encoded for sessions replaying the same page (at most 32 x a page of events)."""
 
 
 class Subscriber(Protocol):
@@ -57,6 +61,7 @@ class Hub:
         self._rooms: dict[str, _Room] = {}
         self._grace = unwatch_grace_seconds
         self._sweeper: asyncio.Task[None] | None = None
+        self._replays: OrderedDict[tuple[str, str, int, int], Batch] = OrderedDict()
         self.delivered_events = 0
         """Events handed to local subscribers (one per subscriber), for metrics."""
         self.lag = LagHistogram()
@@ -126,6 +131,21 @@ class Hub:
                 subscriber.lost(requested, earliest)
             except Exception:
                 log.exception("gap signal to a subscriber of %s failed", channel)
+
+    def replay_batch(self, channel: str, events: Sequence[Event]) -> Batch:
+        """A history page as a batch, shared by every session replaying the same page: a thousand clients
+        resuming from one id then cost one encoding per wire format, not a thousand (docs/benchmarks.md, W4)."""
+        # The same read shared by the coalescer yields the very same Event objects; keying on the first one's
+        # identity (alive while cached, so never reused) makes a hit mean "the same page", never "equal ids".
+        key = (channel, events[0].id, len(events), id(events[0]))
+        batch = self._replays.get(key)
+        if batch is None:
+            batch = self._replays[key] = Batch(channel, events)
+            if len(self._replays) > _REPLAY_CACHE:
+                self._replays.popitem(last=False)
+        else:
+            self._replays.move_to_end(key)
+        return batch
 
     def subscriber_count(self, channel: str) -> int:
         room = self._rooms.get(channel)

@@ -203,7 +203,7 @@ class Session:
                 if history.gap:
                     self.wire.write(self.codec.gap(channel, last, history.earliest))
                 if history.events:
-                    self.wire.write(self.codec.events(Batch(channel, history.events)))
+                    self.wire.write(self.codec.events(self.hub.replay_batch(channel, history.events)))
                     last = history.events[-1].id
                 if len(history.events) < self.limits.replay_page:
                     break
