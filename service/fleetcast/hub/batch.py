@@ -23,10 +23,6 @@ class Batch:
         self._ws: bytes | None = None
         self._sse: bytes | None = None
 
-    @property
-    def last_id(self) -> str:
-        return self.events[-1].id
-
     def __len__(self) -> int:
         return len(self.events)
 
