@@ -45,6 +45,7 @@ def test_empty_spec_is_the_default_policy() -> None:
 
 
 def test_durations() -> None:
+    """Channel maxAge durations read as Kubernetes users write them."""
     assert parse_duration("1h30m") == 5400
     assert parse_duration("7d") == 7 * 86400
 

@@ -42,6 +42,7 @@ def test_examples_validate(path: Path) -> None:
 
 
 def test_examples_include_chat_and_conflating_scoreboard() -> None:
+    """The examples show a chat family and a scoreboard that conflates."""
     docs = {p.stem: yaml.safe_load(p.read_text()) for p in EXAMPLES.glob("*.yaml")}
     assert docs["chat"]["kind"] == "Channel"
     assert docs["scoreboard"]["spec"]["slowConsumer"]["policy"] == "conflate"
