@@ -15,33 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
-import os
-import struct
 import time
 from typing import cast
 
 import uvloop
 
+from bench.suite.wire import PING, PONG, TEXT, client_frame, parse_frames, upgrade_request
+
 EVENT = b'{"op":"event"'
 SUBSCRIBED = b'{"op":"subscribed"'
 CONNECT_CONCURRENCY = 100
-
-
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked client frame (RFC 6455 section 5.3)."""
-    mask = os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-    elif length < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header + mask + masked
 
 
 class Tally:
@@ -93,49 +78,23 @@ class Subscriber(asyncio.Protocol):
 
     def _parse(self, buffer: bytes) -> bytes:
         """Consume complete frames; return the incomplete rest."""
-        i = 0
-        size = len(buffer)
+        frames, rest = parse_frames(buffer)
         events = 0
-        while size - i >= 2:
-            length = buffer[i + 1] & 0x7F
-            start = i + 2
-            if length == 126:
-                if size - i < 4:
-                    break
-                length = int.from_bytes(buffer[i + 2 : i + 4])
-                start = i + 4
-            elif length == 127:
-                if size - i < 10:
-                    break
-                length = int.from_bytes(buffer[i + 2 : i + 10])
-                start = i + 10
-            end = start + length
-            if end > size:
-                break
-            opcode = buffer[i] & 0x0F
-            if opcode == 0x1:
+        for opcode, start, end in frames:
+            if opcode == TEXT:
                 if buffer.startswith(EVENT, start):
                     events += 1
                 elif buffer.startswith(SUBSCRIBED, start) and not self.subscribed.done():
                     self.subscribed.set_result(None)
-            elif opcode == 0x9 and self.transport is not None:
-                self.transport.write(client_frame(0xA, buffer[start:end]))
-            i = end
+            elif opcode == PING and self.transport is not None:
+                self.transport.write(client_frame(PONG, buffer[start:end]))
         if events:
             self.events += events
             tally = self._tally
             tally.events += events
             if tally.events >= tally.expected:
                 tally.done.set()
-        return buffer[i:]
-
-
-def upgrade_request(host: str, port: int, path: str) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: fleetcast.v1\r\n\r\n"
-    ).encode()
+        return buffer[rest:]
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -148,7 +107,7 @@ async def run(args: argparse.Namespace) -> None:
 
     async def connect() -> Subscriber:
         async with gate:
-            request = upgrade_request(args.host, args.port, args.path)
+            request = upgrade_request(args.host, args.port, args.path, "fleetcast.v1")
             _, subscriber = await loop.create_connection(
                 lambda: Subscriber(request, subscribe, tally), args.host, args.port
             )

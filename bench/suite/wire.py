@@ -114,7 +114,7 @@ class Dechunker:
 def sse_blocks(buffer: bytes) -> tuple[list[bytes], int]:
     """Complete SSE blocks (separated by a blank line) and the offset of the incomplete rest; fleetcast ends
     lines with ``\\n`` only."""
-    blocks = []
+    blocks: list[bytes] = []
     i = 0
     while True:
         end = buffer.find(b"\n\n", i)
