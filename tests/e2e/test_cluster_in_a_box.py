@@ -70,8 +70,17 @@ async def test_the_harness_names_the_first_missing_and_duplicated_event() -> Non
         (pod,) = box.replicas.serving
         box.replicas.kill(pod.name)
         await wait_until(lambda: all(t.hit is not None for t in taps.values()), timeout=40, what="faults injected")
+        # Publish past the faults before stopping: if the dropped event were the last one published, the dropping
+        # client could never catch up, and the test would time out instead of naming the fault.
+        last_fault = max(t.hit or 0 for t in taps.values())
+        await wait_until(
+            lambda: box.ledger.published(channel) > last_fault + 2, timeout=20, what="events past the faults"
+        )
         await box.stop_publishing()
-        await wait_until(lambda: not box.fleet.behind(), timeout=30, what="caught up")
+        try:
+            await wait_until(lambda: not box.fleet.behind(), timeout=30, what="caught up")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; behind: {box.fleet.behind()[:10]}") from None
         with pytest.raises(DeliveryBroken) as broken:
             box.fleet.check()
     message = str(broken.value)
