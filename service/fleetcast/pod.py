@@ -69,8 +69,10 @@ class Pod:
         self.counters = SessionCounters()
         self.sessions: set[Session] = set()
         """Every open session, for drain and for the bytes they hold unsent."""
-        self.drain = DrainController(self.sessions, settings.drain)
         self._wake = asyncio.Event()
+        self.drain = DrainController(self.sessions, settings.drain)
+        # A drain's start and end reach the registry at once, then every half second while it runs.
+        self.drain.on_state = self._wake.set
         self._policies_stale = True
         self._housekeeping: asyncio.Task[None] | None = None
 
@@ -174,14 +176,12 @@ class Pod:
     def _on_command(self, command: DrainCommand) -> None:
         log.info("drain command from the operator: %s", command)
         self.drain.begin(rate=command.connections_per_second, timeout=command.timeout_seconds, exit=command.exit)
-        self._wake.set()
 
     def _on_policy_change(self, family: str | None) -> None:
         self._policies_stale = True
         self._wake.set()
 
     async def _keep_house(self) -> None:
-        was_draining = False
         while True:
             if self._policies_stale:
                 await self._reload_policies()
@@ -193,8 +193,6 @@ class Pod:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(INTERVAL_SECONDS / 4 if self.drain.draining else INTERVAL_SECONDS):
                     await self._wake.wait()
-            if self.drain.draining and not was_draining:
-                was_draining = True  # announce the drain at once, then every half second while it runs
 
     async def _reload_policies(self) -> None:
         try:

@@ -61,6 +61,8 @@ class DrainController:
         """Sessions this drain closed."""
         self.close_times: list[float] = []
         """Monotonic times of each close, for the pacing record (bounded by the sessions there were)."""
+        self.on_state: Callable[[], None] | None = None
+        """Called when the drain starts and when it is done (the pod announces both in its heartbeat)."""
         self.on_exit: Callable[[], None] | None = None
         """Called when a drain that was asked to exit is done (the server sets it to stop itself)."""
         self._exit = False
@@ -99,6 +101,8 @@ class DrainController:
                 self.on_exit()
             return False
         self.state = "draining"
+        if self.on_state is not None:
+            self.on_state()
         self._task = asyncio.create_task(
             self._run(rate or self.settings.rate, timeout or self.settings.timeout), name="drain"
         )
@@ -164,6 +168,8 @@ class DrainController:
         while self._sessions:
             self._close_one()
         self.state = "drained"
+        if self.on_state is not None:
+            self.on_state()
         log.info("drain done: %d sessions closed in %.1f s", self.closed, time.monotonic() - start)
         tracing.add_event(
             "fleetcast.drain.finish",
