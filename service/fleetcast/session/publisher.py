@@ -60,29 +60,16 @@ class Publisher:
             raise PayloadTooLarge(
                 f"event data is {len(encoded)} bytes; channel {channel!r} accepts at most {policy.max_message_bytes}"
             )
-        retention = retention_of(policy)
         try:
             if self._tracer is None:
-                event_id = await self._broker.publish(
-                    channel,
-                    encoded,
-                    type_,
-                    retention=retention,
-                    idempotency_key=idempotency_key,
-                    traceparent=traceparent,
-                )
+                event_id = await self._append(channel, encoded, type_, policy, idempotency_key, traceparent)
             else:
                 # The producer span is a child of the publish request's span; its context is what the stream
                 # stores, so every pod's delivery span links to it.
                 span = tracing.start_producer(self._tracer, channel)
                 with use_span(span, end_on_exit=True):
-                    event_id = await self._broker.publish(
-                        channel,
-                        encoded,
-                        type_,
-                        retention=retention,
-                        idempotency_key=idempotency_key,
-                        traceparent=tracing.traceparent(span),
+                    event_id = await self._append(
+                        channel, encoded, type_, policy, idempotency_key, tracing.traceparent(span)
                     )
                     span.set_attribute("messaging.message.id", event_id)
         except BrokerUnavailable:
@@ -90,3 +77,21 @@ class Publisher:
             raise
         self.published += 1
         return event_id
+
+    async def _append(
+        self,
+        channel: str,
+        encoded: bytes,
+        type_: str,
+        policy: ChannelPolicy,
+        idempotency_key: str | None,
+        traceparent: str | None,
+    ) -> str:
+        return await self._broker.publish(
+            channel,
+            encoded,
+            type_,
+            retention=retention_of(policy),
+            idempotency_key=idempotency_key,
+            traceparent=traceparent,
+        )
