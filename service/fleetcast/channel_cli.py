@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from fleetcast.broker.redis_fleet import RedisFleet
-from fleetcast.contract.policy import SLOW_CONSUMER_POLICIES, TRANSPORTS, ChannelPolicy, parse_duration
+from fleetcast.contract.policy import SLOW_CONSUMER_POLICIES, TRANSPORTS, ChannelPolicy, format_duration, parse_duration
 from fleetcast.core import channels
 from fleetcast.errors import BrokerUnavailable
 
@@ -50,6 +50,13 @@ def add_channel_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     set_.add_argument("--publish-per-second", type=float, help="publish rate per channel; 0 for unlimited")
     set_.add_argument("--publish-from-clients", action=argparse.BooleanOptionalAction, help="WebSocket publishing")
     set_.add_argument("--anonymous", action=argparse.BooleanOptionalAction, help="subscribing without a token")
+    set_.add_argument(
+        "--user-scoped", action=argparse.BooleanOptionalAction, help="<family>:<sub> readable only by that user"
+    )
+    set_.add_argument(
+        "--publish-anonymous", action=argparse.BooleanOptionalAction, help="publishing without credentials (demo)"
+    )
+    set_.add_argument("--idle-ttl", help="forget channels idle this long: 24h, 7d; 'none' to keep them forever")
     redis_flag(set_)
 
     list_ = commands.add_parser("list", help="print every stored policy")
@@ -109,7 +116,7 @@ def _changed_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, A
         if args.max_age.lower() == "none":
             history.pop("maxAge", None)
         else:
-            history["maxAge"] = f"{int(parse_duration(args.max_age))}s"
+            history["maxAge"] = format_duration(parse_duration(args.max_age))
     if args.slow_consumer is not None:
         slow["policy"] = args.slow_consumer
     if args.buffer is not None:
@@ -129,6 +136,12 @@ def _changed_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, A
         spec["publish"]["fromClients"] = args.publish_from_clients
     if args.anonymous is not None:
         spec["subscribe"]["anonymous"] = args.anonymous
+    if args.user_scoped is not None:
+        spec["subscribe"]["userScoped"] = args.user_scoped
+    if args.publish_anonymous is not None:
+        spec["publish"]["anonymous"] = args.publish_anonymous
+    if args.idle_ttl is not None:
+        history["idleTtl"] = None if args.idle_ttl.lower() == "none" else args.idle_ttl
     return spec
 
 

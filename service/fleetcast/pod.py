@@ -61,7 +61,12 @@ class Pod:
         self.fleet = fleet
         tracer = tracing.tracer()  # None unless start-up configured tracing (OTEL_TRACES_EXPORTER)
         self.hub = Hub(self.broker, tracer=tracer)
-        default = ChannelPolicy(history_max_events=settings.broker.history_max_events, publish_from_clients=True)
+        default = ChannelPolicy(
+            history_max_events=settings.broker.history_max_events,
+            publish_from_clients=True,
+            publish_anonymous=True,
+            subscribe_anonymous=True,
+        )
         self.policies = PolicyBook(default, strict=settings.broker.strict_channels)
         self.publisher = Publisher(self.broker, self.policies, tracer=tracer)
         self.limits = Limits(outbox_max_bytes=settings.limits.outbox_max_bytes)

@@ -33,6 +33,18 @@ def parse_duration(text: str) -> float:
     return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest duration text :func:`parse_duration` reads back as ``seconds`` (whole seconds):
+    ``86400`` -> ``1d``, ``5400`` -> ``1h30m``, ``0`` -> ``0s``."""
+    rest = int(seconds)
+    text = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            text += f"{count}{unit}"
+    return text or "0s"
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelPolicy:
     """Everything a pod needs to know about a channel family."""
@@ -43,10 +55,19 @@ class ChannelPolicy:
     """Keep at least this many events for replay (``MAXLEN ~`` on Redis, exact in memory); None: no cap."""
     history_max_age: float | None = None
     """Keep events at least this many seconds (``MINID ~`` on Redis); None: no age limit."""
+    history_idle_ttl: float | None = 24 * 3600.0
+    """A channel nobody published to for this many seconds is forgotten with its history (Redis: the stream
+    key's TTL, refreshed by every publish), so abandoned channels leave; None: kept forever."""
     publish_from_clients: bool = False
-    """Whether WebSocket clients may publish (backends always may, with the publish key)."""
-    subscribe_anonymous: bool = True
-    """Whether clients without a token may subscribe."""
+    """Whether WebSocket clients may publish: with a token whose ``publish`` claim names the channel, or with
+    none if :attr:`publish_anonymous`. Backends publish over HTTP with an API key or such a token regardless."""
+    publish_anonymous: bool = False
+    """Whether publishing needs no credentials at all (a laptop's demo, never a public fleet)."""
+    subscribe_anonymous: bool = False
+    """Whether clients without a token may subscribe (and read history and channel info)."""
+    subscribe_user_scoped: bool = False
+    """Whether ``<family>:<suffix>`` is personal: readable by the token whose ``sub`` equals the suffix (or one
+    whose ``channels`` claim names it), never anonymously. Per-user notifications with one token per user."""
     max_message_bytes: int = MAX_MESSAGE_BYTES
     """Largest event payload accepted (the encoded ``data``)."""
     publish_per_second: float | None = None
@@ -66,15 +87,17 @@ class ChannelPolicy:
         # maxEvents is always written, null meaning "no count limit", so the stored form round-trips.
         history: dict[str, Any] = {"maxEvents": self.history_max_events}
         if self.history_max_age is not None:
-            history["maxAge"] = f"{int(self.history_max_age)}s"
+            history["maxAge"] = format_duration(self.history_max_age)
+        # idleTtl is always written, null meaning "kept forever", like maxEvents.
+        history["idleTtl"] = None if self.history_idle_ttl is None else format_duration(self.history_idle_ttl)
         limits: dict[str, Any] = {"maxMessageBytes": self.max_message_bytes}
         if self.publish_per_second is not None:
             limits["publishPerSecond"] = self.publish_per_second
         return {
             "transports": list(self.transports),
             "history": history,
-            "publish": {"fromClients": self.publish_from_clients},
-            "subscribe": {"anonymous": self.subscribe_anonymous},
+            "publish": {"fromClients": self.publish_from_clients, "anonymous": self.publish_anonymous},
+            "subscribe": {"anonymous": self.subscribe_anonymous, "userScoped": self.subscribe_user_scoped},
             "limits": limits,
             "slowConsumer": {
                 "policy": self.slow_consumer,
@@ -112,6 +135,14 @@ class ChannelPolicy:
         if max_age_text is not None and not isinstance(max_age_text, str):
             raise ValueError(f"history.maxAge must be a duration string such as 1h, got {max_age_text!r}")
         max_age = parse_duration(max_age_text) if max_age_text is not None else None
+        idle_ttl = defaults.history_idle_ttl
+        if "idleTtl" in history:
+            idle_text = history["idleTtl"]
+            if idle_text is not None and not isinstance(idle_text, str):
+                raise ValueError(f"history.idleTtl must be a duration string such as 24h, got {idle_text!r}")
+            idle_ttl = None if idle_text is None else parse_duration(idle_text)
+            if idle_ttl is not None and idle_ttl < 1:
+                raise ValueError(f"history.idleTtl must be at least 1s, got {idle_text!r}")
 
         max_bytes = limits.get("maxMessageBytes", defaults.max_message_bytes)
         if not _is_int(max_bytes) or not 1 <= max_bytes <= MAX_MESSAGE_BYTES:
@@ -134,8 +165,11 @@ class ChannelPolicy:
             transports=tuple(transports),
             history_max_events=max_events,
             history_max_age=max_age,
+            history_idle_ttl=idle_ttl,
             publish_from_clients=_flag(publish, "fromClients", defaults.publish_from_clients),
+            publish_anonymous=_flag(publish, "anonymous", defaults.publish_anonymous),
             subscribe_anonymous=_flag(subscribe, "anonymous", defaults.subscribe_anonymous),
+            subscribe_user_scoped=_flag(subscribe, "userScoped", defaults.subscribe_user_scoped),
             max_message_bytes=max_bytes,
             publish_per_second=float(rate) if rate is not None else None,
             slow_consumer=policy,
