@@ -8,12 +8,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fleetcast import channel_cli
+from fleetcast import channel_cli, token_cli
+from fleetcast.auth.authenticator import AuthSettings
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
 from fleetcast.drain.controller import DrainSettings
-from fleetcast.settings import AuthSettings, BrokerSettings, LimitSettings, ServerSettings, Settings, env
+from fleetcast.settings import BrokerSettings, LimitSettings, ServerSettings, Settings, env
 
 _WS_FRAME_OVERHEAD = 64 * 1024
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: object, help: str) -> None:
@@ -32,14 +34,22 @@ def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: obj
 
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
-    server, limits, drain = ServerSettings(), LimitSettings(), DrainSettings()
+    server, limits, drain, auth = ServerSettings(), LimitSettings(), DrainSettings(), AuthSettings()
     options: list[tuple[str, type, object, str]] = [
         ("host", str, server.host, "address to listen on"),
         ("port", int, server.port, "port to listen on"),
         ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
         ("gateway", str, server.gateway, "the Gateway this pod belongs to"),
         ("redis-url", str, None, "Redis to share events through (unset: the embedded broker)"),
-        ("publish-key", str, None, "require 'Authorization: Bearer <key>' to publish over HTTP"),
+        ("publish-key", str, None, "one API key (named 'default') backends publish with"),
+        ("publish-keys-dir", str, None, "directory of API keys, one file per key (a mounted Secret)"),
+        ("jwt-secret-file", str, None, "file with the shared secret of HS256/384/512 tokens"),
+        ("jwt-public-key-file", str, None, "PEM public key of RS*/PS*/ES*/EdDSA tokens"),
+        ("jwks-url", str, None, "JWKS document with the keys of tokens (by kid), refreshed in the background"),
+        ("jwt-audience", str, None, "tokens must carry this 'aud'"),
+        ("jwt-issuer", str, None, "tokens must carry this 'iss'"),
+        ("allowed-origins", str, "", "comma-separated web origins that may use the gateway besides its own"),
+        ("token-cookie", str, auth.token_cookie, "cookie that SSE, history and info requests may carry a token in"),
         ("admin-token", str, None, "token for admin endpoints off loopback"),
         ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
@@ -55,12 +65,20 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ]
     for name, kind, default, help in options:
         _option(serve, name, kind, default, help)
-    strict = (env("strict-channels") or "").strip().lower() in {"1", "true", "yes", "on"}
+    strict = (env("strict-channels") or "").strip().lower() in _TRUE
     serve.add_argument(
         "--strict-channels",
         action="store_true",
         default=strict,
         help="refuse channels whose family no Channel resource declares",
+    )
+    anonymous = env("anonymous")
+    serve.add_argument(
+        "--anonymous",
+        action=argparse.BooleanOptionalAction,
+        default=auth.anonymous if not anonymous else anonymous.strip().lower() in _TRUE,
+        help="channels no Channel resource declares are open to anyone: subscribe and publish without "
+        "credentials (on for a laptop; the Helm chart's Gateway turns it off) (%(default)s)",
     )
 
 
@@ -86,7 +104,19 @@ def settings_from(args: argparse.Namespace) -> Settings:
             history_max_events=args.history_max_events,
             strict_channels=args.strict_channels,
         ),
-        auth=AuthSettings(publish_key=args.publish_key or None, admin_token=args.admin_token or None),
+        auth=AuthSettings(
+            anonymous=args.anonymous,
+            jwt_secret_file=args.jwt_secret_file or None,
+            jwt_public_key_file=args.jwt_public_key_file or None,
+            jwks_url=args.jwks_url or None,
+            jwt_audience=args.jwt_audience or None,
+            jwt_issuer=args.jwt_issuer or None,
+            publish_keys_dir=args.publish_keys_dir or None,
+            publish_key=args.publish_key or None,
+            allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
+            token_cookie=args.token_cookie,
+            admin_token=args.admin_token or None,
+        ),
         limits=LimitSettings(
             outbox_max_bytes=args.outbox_max_bytes,
             max_connections=args.max_connections,
@@ -102,6 +132,19 @@ def settings_from(args: argparse.Namespace) -> Settings:
             reconnect_delay_ms=args.drain_reconnect_delay_ms,
         ),
     )
+
+
+def check_auth(auth: AuthSettings) -> None:
+    """Refuse to start with an unusable origin list or key file, with a message naming it."""
+    from fleetcast.auth.keys import read_public_key, read_publish_keys, read_secret
+    from fleetcast.auth.origins import OriginPolicy
+
+    OriginPolicy(auth.allowed_origins)
+    if auth.jwt_secret_file:
+        read_secret(auth.jwt_secret_file)
+    if auth.jwt_public_key_file:
+        read_public_key(auth.jwt_public_key_file)
+    read_publish_keys(auth.publish_keys_dir, auth.publish_key)
 
 
 def serve(settings: Settings, log_level: str) -> None:
@@ -172,14 +215,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     _add_serve(subparsers)
     _add_drain(subparsers)
     channel_cli.add_channel_commands(subparsers)
+    token_cli.add_token_command(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        serve(settings_from(args), args.log_level)
+        settings = settings_from(args)
+        try:
+            check_auth(settings.auth)
+        except ValueError as exc:  # KeyFileError included: a bad key file is named, its content never shown
+            parser.error(str(exc))
+        serve(settings, args.log_level)
     elif args.command == "drain":
         sys.exit(drain(args.port, args.timeout))
     elif args.command == "channel":
         sys.exit(channel_cli.run(args))
+    elif args.command == "token":
+        sys.exit(token_cli.run(args))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from starlette.websockets import WebSocket
 
 from fleetcast import __version__
 from fleetcast.api import admin, channels, errors, health, metrics
+from fleetcast.api.browsers import BrowserGuard, header
+from fleetcast.auth.credentials import TOKEN_SCOPE_KEY, take_query_token
 from fleetcast.observability import tracing
 from fleetcast.pod import Pod
 from fleetcast.settings import Settings
@@ -24,16 +26,29 @@ class Gateway:
     for that long. Routing it through FastAPI kept its router, dependency and exit-stack frames alive per
     connection (about 12 KiB of 35 per idle connection, tracemalloc in docs/benchmarks.md); the endpoint needs
     none of them.
+
+    Ahead of FastAPI (and of its tracing middleware) it also takes a ``?token=`` out of the query string, so no
+    URL that a span or a log records ever holds a token, and sends requests from web pages through the origin
+    check (:mod:`fleetcast.api.browsers`).
     """
 
     def __init__(self, api: FastAPI, pod: Pod) -> None:
         self.api = api
         self.pod = pod
+        self.browsers = BrowserGuard(api, pod.origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == websocket.PATH:
             await websocket.websocket_endpoint(WebSocket(scope, receive, send), self.pod)
             return
+        if scope["type"] == "http":
+            if b"token=" in scope["query_string"]:
+                query, token = take_query_token(scope["query_string"])
+                scope = {**scope, "query_string": query, TOKEN_SCOPE_KEY: token}
+            origin = header(scope, b"origin")
+            if origin is not None:
+                await self.browsers(scope, receive, send, origin)
+                return
         await self.api(scope, receive, send)
 
 

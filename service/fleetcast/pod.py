@@ -12,6 +12,9 @@ import contextlib
 import logging
 import time
 
+from fleetcast.auth.authenticator import Authenticator
+from fleetcast.auth.origins import OriginPolicy
+from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.broker.base import Broker
 from fleetcast.broker.coalescing import CoalescingBroker
 from fleetcast.broker.fleet import Fleet, MemoryFleet
@@ -26,6 +29,7 @@ from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
 from fleetcast.observability import tracing
 from fleetcast.observability.metrics import GatewaySnapshot
+from fleetcast.session.access import Access
 from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
@@ -61,15 +65,29 @@ class Pod:
         self.fleet = fleet
         tracer = tracing.tracer()  # None unless start-up configured tracing (OTEL_TRACES_EXPORTER)
         self.hub = Hub(self.broker, tracer=tracer)
+        # Families no Channel declares: open on a laptop (--anonymous), closed like private ones otherwise. Once
+        # a pod has a publish credential configured, publishing needs one: a key must not sit beside a side door.
+        auth = settings.auth
+        anonymous = auth.anonymous
+        credentials = any((auth.publish_key, auth.publish_keys_dir, auth.jwt_secret_file, auth.jwt_public_key_file,
+                           auth.jwks_url))  # fmt: skip
         default = ChannelPolicy(
             history_max_events=settings.broker.history_max_events,
-            publish_from_clients=True,
-            publish_anonymous=True,
-            subscribe_anonymous=True,
+            publish_from_clients=anonymous,
+            publish_anonymous=anonymous and not credentials,
+            subscribe_anonymous=anonymous,
         )
         self.policies = PolicyBook(default, strict=settings.broker.strict_channels)
-        self.publisher = Publisher(self.broker, self.policies, tracer=tracer)
-        self.limits = Limits(outbox_max_bytes=settings.limits.outbox_max_bytes)
+        self.authenticator = Authenticator(settings.auth)
+        self.access = Access(self.policies, expiry_leeway=settings.auth.jwt_leeway_seconds)
+        self.origins = OriginPolicy(settings.auth.allowed_origins)
+        self.publisher = Publisher(self.broker, tracer=tracer)
+        limits = settings.limits
+        self.limits = Limits(
+            outbox_max_bytes=limits.outbox_max_bytes,
+            publish_per_second=limits.ws_publish_per_second,
+            publish_burst=limits.ws_publish_burst,
+        )
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
         self.counters = SessionCounters()
         self.sessions: set[Session] = set()
@@ -93,16 +111,18 @@ class Pod:
         """When a client turned away should come back: the drain's jittered delay, or a jittered backoff."""
         return self.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms()
 
-    def open_session(self, wire: Wire, codec: Codec) -> Session:
+    def open_session(self, wire: Wire, codec: Codec, principal: Principal = ANONYMOUS) -> Session:
         """A new session on this pod, counted and known to the drain until :meth:`close_session`."""
         session = Session(
             hub=self.hub,
             broker=self.broker,
-            policies=self.policies,
+            access=self.access,
+            publisher=self.publisher,
             wire=wire,
             codec=codec,
             limits=self.limits,
             counters=self.counters,
+            principal=principal,
         )
         self.connections[wire.kind] += 1
         self.sessions.add(session)
@@ -153,6 +173,7 @@ class Pod:
         )
 
     async def start(self) -> None:
+        await self.authenticator.start()
         await self.hub.start()
         await self.broker.start(self.hub.deliver, self.hub.lost)
         await self.fleet.start(on_command=self._on_command, on_policy_change=self._on_policy_change)
@@ -177,6 +198,7 @@ class Pod:
         await self.fleet.close()
         await self.broker.close()
         await self.hub.close()
+        await self.authenticator.close()
 
     def _on_command(self, command: DrainCommand) -> None:
         log.info("drain command from the operator: %s", command)

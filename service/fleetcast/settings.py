@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from fleetcast.auth.authenticator import AuthSettings
 from fleetcast.drain.controller import DrainSettings
 
 
@@ -28,14 +29,6 @@ class BrokerSettings:
     """Retention of channels whose family no Channel resource declares."""
     strict_channels: bool = False
     """Refuse channels whose family no Channel resource declares (404 / close 4004)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
-    publish_key: str | None = None
-    """When set, HTTP publishing needs ``Authorization: Bearer <key>``."""
-    admin_token: str | None = None
-    """When set, admin endpoints (drain) also accept ``Authorization: Bearer <token>`` from non-loopback peers."""
 
 
 @dataclass(frozen=True, slots=True)

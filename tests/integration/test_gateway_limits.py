@@ -77,7 +77,7 @@ async def test_websocket_answers_bad_messages_and_stays_usable(pod: GatewayProce
         await ws_send(ws, op="teleport", ref="a")
         assert await ws_recv(ws) == {
             "op": "error", "ref": "a", "code": "unknown_op",
-            "message": "unknown op 'teleport': expected subscribe, unsubscribe, publish or ping",
+            "message": "unknown op 'teleport': expected auth, subscribe, unsubscribe, publish or ping",
         }  # fmt: skip
         await ws_send(ws, op="subscribe", channel="NO SPACES", ref="b")
         error = await ws_recv(ws)
@@ -90,15 +90,14 @@ async def test_websocket_answers_bad_messages_and_stays_usable(pod: GatewayProce
         assert await ws_recv(ws) == {"op": "pong", "ref": "e"}
 
 
-async def test_websocket_publish_and_malformed_json_closes_with_4400(pod: GatewayProcess) -> None:
-    """A client publish gets its id; a frame that is not JSON ends the session with 4400 and a reason."""
+async def test_websocket_publish_needs_credentials_and_malformed_json_closes_with_4400(pod: GatewayProcess) -> None:
+    """On a pod with a publish key, an anonymous client's publish is refused (no side door next to the key);
+    a frame that is not JSON ends the session with 4400 and a reason."""
     async with ws_client(pod.ws_url) as ws:
         await ws_subscribe(ws, "chat:room-1")
         await ws_send(ws, op="publish", channel="chat:room-1", data={"text": "hi"}, ref=7)
-        first, second = await ws_recv(ws), await ws_recv(ws)
-        by_op = {first["op"]: first, second["op"]: second}
-        assert by_op["published"]["ref"] == 7
-        assert by_op["event"]["id"] == by_op["published"]["id"]
+        refused = await ws_recv(ws)
+        assert (refused["op"], refused["ref"], refused["code"]) == ("error", 7, "unauthorized")
         await ws.send("{not json")
         error = await ws_recv(ws)
         assert error["code"] == "bad_message"

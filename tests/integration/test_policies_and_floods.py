@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,17 +13,15 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support.clients import ws_client, ws_recv, ws_send, ws_subscribe
 from tests.support.gateway import GatewayProcess, gateway
-from tests.support.processes import PYTHON, RedisServer, redis_server
+from tests.support.processes import RedisServer, declare, redis_server
 
 PAD = "p" * 4000
 
 
 def channel_set(redis: RedisServer, family: str, *flags: str) -> None:
-    """Declare a channel family the way a developer does (the operator writes the same record)."""
-    subprocess.run(
-        [PYTHON, "-m", "fleetcast", "channel", "set", family, "--redis-url", redis.url, *flags],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
+    """Declare an open channel family (anyone reads and publishes: these tests are about the policies) the way a
+    developer does (the operator writes the same record)."""
+    declare(redis, family, "--anonymous", "--publish-anonymous", *flags)
 
 
 @pytest.fixture(scope="module")

@@ -118,3 +118,11 @@ def redis_server(*, appendonly: bool = False) -> Iterator[RedisServer]:
 
 
 PYTHON = sys.executable
+
+
+def declare(redis: RedisServer, family: str, *flags: str) -> None:
+    """Declare a channel family's policy with ``fleetcast channel set`` (the operator writes the same record)."""
+    subprocess.run(
+        [PYTHON, "-m", "fleetcast", "channel", "set", family, "--redis-url", redis.url, *flags],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip

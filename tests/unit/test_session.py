@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 
 import pytest
@@ -20,7 +21,9 @@ from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
 from fleetcast.hub.batch import Batch
 from fleetcast.hub.hub import Hub
+from fleetcast.session.access import Access
 from fleetcast.session.policies import PolicyBook
+from fleetcast.session.publisher import Publisher
 from fleetcast.session.session import Limits, Session
 
 
@@ -77,6 +80,9 @@ class RecordingCodec:
     def gap(self, channel: str, requested: str, earliest: str | None) -> bytes:
         return (json.dumps(["gap", requested, earliest]) + "\n").encode()
 
+    def unsubscribed(self, channel: str, reason: str) -> bytes:
+        return (json.dumps(["unsubscribed", channel, reason]) + "\n").encode()
+
 
 async def make_session(
     broker: MemoryBroker, *, limits: Limits | None = None, history: int = 10_000
@@ -87,7 +93,8 @@ async def make_session(
     session = Session(
         hub=hub,
         broker=broker,
-        policies=PolicyBook(ChannelPolicy(history_max_events=history)),
+        access=Access(PolicyBook(ChannelPolicy(history_max_events=history, subscribe_anonymous=True))),
+        publisher=Publisher(broker),
         wire=wire,
         codec=RecordingCodec(),
         limits=limits or Limits(),
@@ -183,7 +190,7 @@ async def test_subscribe_limits_and_policy() -> None:
         await session.subscribe("a", None)
     with pytest.raises(Exception, match="at most 1 channels"):
         await session.subscribe("b", None)
-    session.policies.replace({"sse-only": ChannelPolicy(transports=("sse",))})
+    session.access.policies.replace({"sse-only": ChannelPolicy(transports=("sse",), subscribe_anonymous=True)})
     session.unsubscribe("a")
     with pytest.raises(Exception, match="does not allow the ws transport"):
         await session.subscribe("sse-only:x", None)
@@ -192,7 +199,7 @@ async def test_subscribe_limits_and_policy() -> None:
 async def lagging_session(policy: ChannelPolicy) -> tuple[Session, RecordingWire, MemoryBroker]:
     broker = MemoryBroker()
     session, wire, _ = await make_session(broker)
-    session.policies.replace({"slow": policy})
+    session.access.policies.replace({"slow": replace(policy, subscribe_anonymous=True)})
     await session.subscribe("slow", None)
     return session, wire, broker
 
@@ -217,7 +224,9 @@ async def test_conflate_delivers_the_latest_value_per_key_never_a_stale_one() ->
     """Under conflate a lagging client gets one event per key, each the newest, without a gap."""
     broker = MemoryBroker()
     session, wire, _ = await make_session(broker)
-    session.policies.replace({"score": ChannelPolicy(slow_consumer="conflate", conflate_by="team")})
+    session.access.policies.replace(
+        {"score": ChannelPolicy(slow_consumer="conflate", conflate_by="team", subscribe_anonymous=True)}
+    )
     await session.subscribe("score", None)
     wire.unsent = 1
     latest: dict[str, str] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 import orjson
@@ -10,10 +9,11 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fleetcast.auth.credentials import TOKEN_SCOPE_KEY, bearer, cookie
+from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.core import ids
 from fleetcast.errors import (
     BadRequest,
-    Forbidden,
     InvalidEventId,
     PayloadTooLarge,
     Unauthorized,
@@ -34,15 +34,28 @@ def _pod(request: Request) -> Pod:
     return pod
 
 
-def _check_publish_key(pod: Pod, authorization: str | None) -> None:
-    key = pod.settings.auth.publish_key
-    if key is None:
-        return
-    if authorization is None:
-        raise Unauthorized("publishing needs an 'Authorization: Bearer <publish key>' header")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise Unauthorized("the publish key is wrong")
+def _authorization(request: Request) -> str | None:
+    """The bearer credential of the request, if any; a non-bearer ``Authorization`` is a mistake worth naming."""
+    header = request.headers.get("authorization")
+    credential = bearer(header)
+    if header is not None and credential is None:
+        raise Unauthorized("send the credential as 'Authorization: Bearer <token or API key>'")
+    return credential
+
+
+async def _publisher(request: Request, pod: Pod) -> Principal:
+    credential = _authorization(request)
+    return ANONYMOUS if credential is None else await pod.authenticator.publisher(credential)
+
+
+async def _reader(request: Request, pod: Pod) -> Principal:
+    """Who reads: a token from ``Authorization``, ``?token=`` or the token cookie (in that order), or nobody."""
+    token = (
+        _authorization(request)
+        or request.scope.get(TOKEN_SCOPE_KEY)
+        or cookie(request.headers.get("cookie"), pod.settings.auth.token_cookie)
+    )
+    return ANONYMOUS if token is None else await pod.authenticator.token(token)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -67,9 +80,8 @@ async def publish(request: Request) -> Response:
     """
     channel: str = request.path_params["channel"]
     pod = _pod(request)
-    _check_publish_key(pod, request.headers.get("authorization"))
+    policy = pod.access.publish(await _publisher(request, pod), channel, "http")
     idempotency_key = request.headers.get("idempotency-key")
-    policy = pod.policies.resolve(channel)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"send the event as application/json, not {content_type or 'no content type'!r}")
@@ -91,6 +103,7 @@ async def publish(request: Request) -> Response:
         channel,
         parsed["data"],
         type_,
+        policy=policy,
         idempotency_key=idempotency_key,
         traceparent=request.headers.get("traceparent"),
     )
@@ -120,13 +133,12 @@ async def subscribe_sse(
 ) -> Response:
     """Subscribe over Server-Sent Events, resuming after ``Last-Event-ID`` (or ``?lastEventId=``)."""
     pod = _pod(request)
+    principal = await _reader(request, pod)
+    policy = pod.access.subscribe(principal, channel, "sse")
     since = _since(last_event_id, "Last-Event-ID")
     if since is None:
         since = _since(last_event_id_query, "lastEventId")
-    policy = pod.policies.resolve(channel)
-    if "sse" not in policy.transports:
-        raise Forbidden(f"channel {channel!r} does not allow the sse transport")
-    return SseStream(pod, channel, since)
+    return SseStream(pod, channel, since, policy, principal)
 
 
 @router.get("/v1/channels/{channel}/history")
@@ -138,7 +150,7 @@ async def history(
 ) -> Response:
     """Up to ``limit`` retained events after ``since``, oldest first, with the gap flag of the read."""
     pod = _pod(request)
-    pod.policies.resolve(channel)
+    pod.access.read(await _reader(request, pod), channel)
     checked = _since(since, "since") or "0-0"
     page = await pod.broker.read(channel, checked, limit)
     events = b",".join(
@@ -153,7 +165,7 @@ async def history(
 async def channel_info(channel: str, request: Request) -> Response:
     """What the channel holds and who listens on this pod."""
     pod = _pod(request)
-    policy = pod.policies.resolve(channel)
+    policy = pod.access.read(await _reader(request, pod), channel)
     info = await pod.broker.info(channel)
     return Response(
         orjson.dumps(

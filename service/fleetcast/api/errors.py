@@ -15,14 +15,17 @@ from fleetcast.errors import FleetcastError
 _CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
 def error_response(status: int, code: str, message: str, retry_after: float | None = None) -> Response:
     headers = {}
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="fleetcast"'
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Response(error_body(code, message), status_code=status, media_type="application/json", headers=headers)
 
 
 def install(app: FastAPI) -> None:

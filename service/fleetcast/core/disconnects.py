@@ -36,6 +36,8 @@ OVERLOADED = Disconnect(1013, "overloaded", "backoff")
 DRAINING = Disconnect(1013, "draining", "reconnect")
 """A new session reached a pod that is draining: come back after ``after_ms`` (to another pod)."""
 UNAUTHORIZED = Disconnect(4001, "unauthorized", "none")
+TOKEN_EXPIRED = Disconnect(4001, "token expired", "none")
+"""The connection's token expired without a refresh: come back with a fresh token (SSE: the stream ends)."""
 FORBIDDEN = Disconnect(4003, "forbidden", "none")
 UNKNOWN_CHANNEL = Disconnect(4004, "unknown channel", "none")
 PROTOCOL_ERROR = Disconnect(4400, "protocol error", "none")
@@ -44,6 +46,6 @@ RATE_LIMITED = Disconnect(4129, "rate limited", "backoff")
 BROKER_DOWN = Disconnect(1013, "broker unavailable", "backoff")
 
 ALL = (
-    NORMAL, TOO_BIG, INTERNAL, DRAIN, OVERLOADED, DRAINING, UNAUTHORIZED, FORBIDDEN,
+    NORMAL, TOO_BIG, INTERNAL, DRAIN, OVERLOADED, DRAINING, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN,
     UNKNOWN_CHANNEL, PROTOCOL_ERROR, SLOW_CONSUMER, RATE_LIMITED, BROKER_DOWN,
 )  # fmt: skip

@@ -42,7 +42,16 @@ class Ping:
     ref: Ref
 
 
-ClientMessage = Subscribe | Unsubscribe | Publish | Ping
+@dataclass(frozen=True, slots=True)
+class Auth:
+    token: str
+    ref: Ref
+
+    def __repr__(self) -> str:  # never print a token, not even in a traceback
+        return f"Auth(token=<{len(self.token)} chars>, ref={self.ref!r})"
+
+
+ClientMessage = Subscribe | Unsubscribe | Publish | Ping | Auth
 
 
 class ProtocolError(ValueError):
@@ -92,10 +101,15 @@ def parse(text: str) -> ClientMessage:
         return Publish(_channel(raw, ref), raw["data"], type_, ref)
     if op == "ping":
         return Ping(ref)
+    if op == "auth":
+        token = raw.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("auth needs a 'token' string", ref=ref)
+        return Auth(token, ref)
     if not isinstance(op, str):
         raise ProtocolError("message must have an 'op' field naming the operation", fatal=True)
     raise ProtocolError(
-        f"unknown op {op[:40]!r}: expected subscribe, unsubscribe, publish or ping", ref=ref, code="unknown_op"
+        f"unknown op {op[:40]!r}: expected auth, subscribe, unsubscribe, publish or ping", ref=ref, code="unknown_op"
     )
 
 
@@ -122,8 +136,18 @@ def subscribed(channel: str, ref: Ref, recovered: bool, latest: str | None) -> b
     return _dump({"op": "subscribed", "channel": channel, "ref": ref, "recovered": recovered, "latest": latest})
 
 
-def unsubscribed(channel: str, ref: Ref) -> bytes:
-    return _dump({"op": "unsubscribed", "channel": channel, "ref": ref})
+def unsubscribed(channel: str, ref: Ref, reason: str | None = None) -> bytes:
+    """The answer to ``unsubscribe`` (``reason`` None), or the server ending a subscription on its own (a
+    refreshed token no longer grants it: ``reason`` is the error code)."""
+    message: dict[str, Any] = {"op": "unsubscribed", "channel": channel, "ref": ref}
+    if reason is not None:
+        message["reason"] = reason
+    return _dump(message)
+
+
+def authed(ref: Ref, sub: str | None, expires_at: float | None) -> bytes:
+    """The answer to ``auth``: who the connection is now, and until when (seconds since the epoch, or null)."""
+    return _dump({"op": "authed", "ref": ref, "sub": sub, "expires_at": expires_at})
 
 
 def event_prefix(channel: str) -> bytes:

@@ -1,4 +1,5 @@
-"""Publishing, shared by the HTTP API and WebSocket clients: validate, encode once, append."""
+"""Publishing, shared by the HTTP API and WebSocket clients: the channel's rules (rate, type, size), encode once,
+append. Who may publish was decided before (:mod:`fleetcast.session.access`), which also resolved the policy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core.messages import DEFAULT_TYPE, valid_type
 from fleetcast.errors import BadRequest, BrokerUnavailable, PayloadTooLarge, RateLimited
 from fleetcast.observability import tracing
-from fleetcast.session.policies import PolicyBook
 from fleetcast.session.ratelimit import ChannelRates
 
 
@@ -21,9 +21,8 @@ def retention_of(policy: ChannelPolicy) -> Retention:
 
 
 class Publisher:
-    def __init__(self, broker: Broker, policies: PolicyBook, *, tracer: Tracer | None = None) -> None:
+    def __init__(self, broker: Broker, *, tracer: Tracer | None = None) -> None:
         self._broker = broker
-        self._policies = policies
         self._rates = ChannelRates()
         self._tracer = tracer
         """None when tracing is off: the caller's ``traceparent`` (if any) is stored as it came."""
@@ -37,11 +36,12 @@ class Publisher:
         data: Any,
         type: str | None = None,
         *,
+        policy: ChannelPolicy,
         idempotency_key: str | None = None,
         traceparent: str | None = None,
     ) -> str:
-        """Encode ``data`` once (compact JSON, one line) and append it; returns the event id."""
-        policy = self._policies.resolve(channel)
+        """Encode ``data`` once (compact JSON, one line) and append it under the channel's ``policy``; returns
+        the event id."""
         if policy.publish_per_second is not None:
             wait = self._rates.take(channel, policy.publish_per_second)
             if wait > 0:

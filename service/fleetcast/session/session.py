@@ -16,22 +16,28 @@ the bytes the wire holds. It never creates a task: the transport's own request t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
+from typing import Any
 
+from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.broker.base import Broker, Event
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects, ids
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
-from fleetcast.errors import BadRequest, Forbidden, InvalidEventId
+from fleetcast.errors import BadRequest, FleetcastError, Forbidden, InvalidEventId, RateLimited
 from fleetcast.hub.batch import Batch
 from fleetcast.hub.hub import Hub
 from fleetcast.observability import tracing
+from fleetcast.session.access import Access
 from fleetcast.session.backlog import Backlog
 from fleetcast.session.counters import SessionCounters
-from fleetcast.session.policies import PolicyBook
+from fleetcast.session.publisher import Publisher
+from fleetcast.session.ratelimit import TokenBucket
 from fleetcast.session.wire import Codec, Wire
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,16 @@ class Limits:
     """How long a replay waits for the client to take a page before calling it a slow consumer."""
     max_channels: int = 100
     """Subscriptions one connection may hold."""
+    publish_per_second: float = 50.0
+    """Publishes one connection may make per second (token bucket)."""
+    publish_burst: float = 100.0
+    """Publishes one connection may make at once before the rate applies."""
+    subscribe_per_second: float = 20.0
+    """Subscribe and unsubscribe requests one connection may make per second."""
+    subscribe_burst: float = 200.0
+    """... at once: a client resuming every channel after a reconnect (up to ``max_channels``) fits."""
+    abuse_strikes: int = 20
+    """Requests refused for rate in a row, after which the connection is cut off (4129)."""
 
 
 class Subscription:
@@ -126,43 +142,111 @@ class Subscription:
 
 
 class Session:
+    """One client connection: its principal, its subscriptions, and every rule its requests meet.
+
+    Transports are thin: they parse a request and call :meth:`subscribe`, :meth:`unsubscribe`,
+    :meth:`publish` or :meth:`authenticate`, which check permissions (:class:`~fleetcast.session.access.Access`),
+    rates and limits here, and raise a :class:`~fleetcast.errors.FleetcastError` the transport answers with.
+    """
+
     def __init__(
         self,
         *,
         hub: Hub,
         broker: Broker,
-        policies: PolicyBook,
+        access: Access,
+        publisher: Publisher,
         wire: Wire,
         codec: Codec,
         limits: Limits,
         counters: SessionCounters | None = None,
+        principal: Principal = ANONYMOUS,
     ) -> None:
         self.hub = hub
         self.broker = broker
-        self.policies = policies
+        self.access = access
+        self.publisher = publisher
         self.wire = wire
         self.codec = codec
         self.limits = limits
         self.counters = counters if counters is not None else SessionCounters()
         self._encode = codec.events
         self.subscriptions: dict[str, Subscription] = {}
+        self.principal = principal
+        self._expiry: asyncio.TimerHandle | None = None
+        self._buckets: dict[str, TokenBucket] | None = None
+        """Per-connection request rates, made on first use (most sessions only ever subscribe once)."""
         self.strikes = 0
-        """Requests refused in a row for exceeding a rate; the transport cuts off a client that keeps at it."""
+        """Requests refused in a row for exceeding a rate; past ``limits.abuse_strikes`` the client is cut off."""
         self._backlogged: set[Subscription] = set()
         wire.set_on_writable(self.flush_backlogs)
+        self._watch_expiry()
 
-    def policy_for(self, channel: str) -> ChannelPolicy:
-        """The channel's policy, if this transport may subscribe to it; raises a :class:`FleetcastError`."""
-        policy = self.policies.resolve(channel)
-        if self.wire.kind not in policy.transports:
-            raise Forbidden(f"channel {channel!r} does not allow the {self.wire.kind} transport")
-        return policy
+    def authenticate(self, principal: Principal) -> None:
+        """Take a (new) verified token: the first ``auth`` of a connection, or a refresh before expiry.
+
+        A refresh must be for the same user; subscriptions the new token no longer grants are ended (the
+        client is told with an ``unsubscribed`` carrying the reason)."""
+        if not self.principal.anonymous and principal.sub != self.principal.sub:
+            raise Forbidden("a refreshed token must be for the same user ('sub') as the one it replaces")
+        self.principal = principal
+        self._watch_expiry()
+        for channel, subscription in list(self.subscriptions.items()):
+            try:
+                self.access.subscribe(principal, channel, self.wire.kind)
+            except FleetcastError as refusal:
+                self._drop(subscription)
+                self.send(self.codec.unsubscribed(channel, refusal.code))
+
+    def _watch_expiry(self) -> None:
+        """End the session when its token expires (close 4001 ``token expired``; SSE: the stream ends)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        expires_at = self.principal.expires_at
+        if expires_at is not None:
+            delay = max(0.0, expires_at + self.access.expiry_leeway - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self.close, disconnects.TOKEN_EXPIRED)
+
+    def _take(self, kind: str, rate: float, burst: float, what: str) -> None:
+        """Take one request of ``kind`` from its bucket; :class:`RateLimited` (and a strike) if it is empty."""
+        if self._buckets is None:
+            self._buckets = {}
+        bucket = self._buckets.get(kind)
+        if bucket is None:
+            bucket = self._buckets[kind] = TokenBucket(rate, burst)
+        wait = bucket.take()
+        if wait <= 0:
+            self.strikes = 0
+            return
+        self.strikes += 1
+        if self.strikes > self.limits.abuse_strikes:
+            self.close(disconnects.RATE_LIMITED)
+        raise RateLimited(
+            f"this connection may make {rate:g} {what} per second; retry in {wait:.2f} s", retry_after=wait
+        )
+
+    async def publish(self, channel: str, data: Any, type: str, ref: Ref = None) -> str:
+        """A client's publish over this connection: permission, this connection's rate, then the channel's
+        rules (rate, type, size) in the :class:`Publisher`; returns the event id."""
+        policy = self.access.publish(self.principal, channel, "ws")
+        limits = self.limits
+        self._take("publish", limits.publish_per_second, limits.publish_burst, "publishes")
+        return await self.publisher.publish(channel, data, type, policy=policy)
 
     async def subscribe(self, channel: str, since: str | None, ref: Ref = None) -> None:
-        """Subscribe and, with ``since``, replay what the client missed. Raises :class:`FleetcastError` for
-        requests the client must fix and :class:`~fleetcast.errors.BrokerUnavailable` when history is out of
-        reach (the subscription is then removed)."""
-        policy = self.policy_for(channel)
+        """Subscribe (if granted) and, with ``since``, replay what the client missed. Raises
+        :class:`FleetcastError` for requests the client must fix and
+        :class:`~fleetcast.errors.BrokerUnavailable` when history is out of reach (the subscription is then
+        removed)."""
+        limits = self.limits
+        self._take("subscribe", limits.subscribe_per_second, limits.subscribe_burst, "subscribe requests")
+        policy = self.access.subscribe(self.principal, channel, self.wire.kind)
+        await self.join(channel, policy, since, ref)
+
+    async def join(self, channel: str, policy: ChannelPolicy, since: str | None, ref: Ref = None) -> None:
+        """Subscribe to a channel whose access check returned ``policy`` (an SSE stream checks before it
+        answers 200, then joins)."""
         if since is not None:
             try:
                 ids.parse(since)
@@ -231,6 +315,9 @@ class Session:
             subscription.floor = last_id
 
     def unsubscribe(self, channel: str) -> bool:
+        """Leave a channel; False if not subscribed. Rate-limited with subscribe requests."""
+        limits = self.limits
+        self._take("subscribe", limits.subscribe_per_second, limits.subscribe_burst, "subscribe requests")
         subscription = self.subscriptions.get(channel)
         if subscription is None:
             return False
@@ -326,6 +413,9 @@ class Session:
 
     def release(self) -> None:
         """Leave every channel. Idempotent; transports call it when the connection ends."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for subscription in list(self.subscriptions.values()):
             self._drop(subscription)
 

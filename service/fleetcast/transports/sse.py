@@ -25,6 +25,8 @@ from typing import Literal
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from fleetcast.auth.principal import Principal
+from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects, sse
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
@@ -56,6 +58,9 @@ class SseCodec:
 
     def gap(self, channel: str, requested: str, earliest: str | None) -> bytes:
         return sse.gap(requested, earliest)
+
+    def unsubscribed(self, channel: str, reason: str) -> bytes:
+        return b""  # an SSE stream has no refresh that could end one subscription
 
 
 class SseWire:
@@ -152,9 +157,10 @@ class SseWire:
 
 
 class SseStream(Response):
-    """The ASGI response of an SSE subscription. Validation happened before it was built."""
+    """The ASGI response of an SSE subscription. Validation and the access check happened before it was built
+    (a refusal must be a 4xx, which an open stream can no longer send)."""
 
-    def __init__(self, pod: Pod, channel: str, since: str | None) -> None:
+    def __init__(self, pod: Pod, channel: str, since: str | None, policy: ChannelPolicy, principal: Principal) -> None:
         # A Response only so that routing returns it as it is; it writes its own start and body.
         self.status_code = 200
         self.background = None
@@ -162,6 +168,8 @@ class SseStream(Response):
         self.pod = pod
         self.channel = channel
         self.since = since
+        self.policy = policy
+        self.principal = principal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         pod = self.pod
@@ -174,11 +182,11 @@ class SseStream(Response):
             wire.close(refusal, pod.refusal_delay_ms(refusal))
             await wire.finish()
             return
-        session = pod.open_session(wire, SseCodec())
+        session = pod.open_session(wire, SseCodec(), self.principal)
         listener = asyncio.create_task(_wait_for_disconnect(receive, wire), name="sse-disconnect")
         try:
             try:
-                await session.subscribe(self.channel, self.since)
+                await session.join(self.channel, self.policy, self.since)
             except BrokerUnavailable:
                 session.close(disconnects.BROKER_DOWN)
             await _pump(wire, pod.settings.limits.sse_heartbeat_seconds)

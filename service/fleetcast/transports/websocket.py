@@ -12,13 +12,15 @@ from typing import Literal
 
 from starlette.websockets import WebSocket
 
+from fleetcast.auth.credentials import bearer
+from fleetcast.auth.principal import ANONYMOUS
+from fleetcast.auth.tokens import InvalidToken, TokenExpired
 from fleetcast.core import disconnects, messages, wsframe
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import ProtocolError, Ref
-from fleetcast.errors import FleetcastError, Forbidden, NotSubscribed, PayloadTooLarge, RateLimited
+from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
-from fleetcast.session.ratelimit import TokenBucket
 from fleetcast.session.session import Session
 from fleetcast.transports.uvicorn_ws import EXTENSION, FrameWriter
 
@@ -34,6 +36,9 @@ class WsCodec:
 
     def gap(self, channel: str, requested: str, earliest: str | None) -> bytes:
         return wsframe.text_frame(messages.gap(channel, requested, earliest))
+
+    def unsubscribed(self, channel: str, reason: str) -> bytes:
+        return wsframe.text_frame(messages.unsubscribed(channel, None, reason))
 
 
 class WsWire:
@@ -73,6 +78,13 @@ PATH = "/v1/ws"
 
 async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
     """Serve one WebSocket connection of protocol v1 for its whole life."""
+    headers = websocket.headers
+    origin = headers.get("origin")
+    if origin is not None and not pod.origins.allows(origin, headers.get("host")):
+        # Before the handshake completes: the browser sees a 403, and no page of another origin gets a socket
+        # that carries its visitor's cookies or network position.
+        await websocket.close(code=1008, reason="origin not allowed")
+        return
     writer = websocket.scope.get("extensions", {}).get(EXTENSION)
     subprotocol = messages.SUBPROTOCOL if messages.SUBPROTOCOL in websocket.scope.get("subprotocols", []) else None
     await websocket.accept(subprotocol=subprotocol)
@@ -86,8 +98,16 @@ async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
         # Transient: the client comes back (to another pod) after after_ms; the close handshake ends it.
         wire.close(refusal, pod.refusal_delay_ms(refusal))
         return
-    session = pod.open_session(wire, WsCodec())
-    publish_bucket = TokenBucket(pod.settings.limits.ws_publish_per_second, pod.settings.limits.ws_publish_burst)
+    principal = ANONYMOUS
+    token = bearer(headers.get("authorization"))
+    if token is not None:
+        try:
+            principal = await pod.authenticator.token(token)
+        except FleetcastError as error:
+            wire.write(wsframe.text_frame(messages.error(None, error.code, error.message)))
+            wire.close(_token_refusal(error), 0)
+            return
+    session = pod.open_session(wire, WsCodec(), principal)
     try:
         while not wire.closed:
             message = await websocket.receive()
@@ -97,7 +117,7 @@ async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
             if text is None:
                 _refuse(session, ProtocolError("binary frames are not part of fleetcast.v1; send JSON text"))
                 break
-            await _handle(pod, session, publish_bucket, text)
+            await _handle(pod, session, text)
     finally:
         pod.close_session(session)
 
@@ -108,11 +128,13 @@ def _refuse(session: Session, error: ProtocolError) -> None:
         session.close(disconnects.PROTOCOL_ERROR)
 
 
-_ABUSE_STRIKES = 20
-"""Publishes refused for rate in a row, after which the client is cut off with 4129."""
+def _token_refusal(error: FleetcastError) -> Disconnect:
+    """A token that was not accepted ends the connection (after an ``error`` saying why) with close 4001."""
+    return disconnects.TOKEN_EXPIRED if isinstance(error, TokenExpired) else disconnects.UNAUTHORIZED
 
 
-async def _handle(pod: Pod, session: Session, publish_bucket: TokenBucket, text: str) -> None:
+async def _handle(pod: Pod, session: Session, text: str) -> None:
+    """One client op: parse it, let the session core decide, answer."""
     try:
         op = messages.parse(text)
     except ProtocolError as error:
@@ -129,22 +151,16 @@ async def _handle(pod: Pod, session: Session, publish_bucket: TokenBucket, text:
                     raise NotSubscribed(f"not subscribed to {channel!r}")
                 reply = messages.unsubscribed(channel, ref)
             case messages.Publish(channel=channel, data=data, type=type_, ref=ref):
-                policy = session.policy_for(channel)
-                if not policy.publish_from_clients:
-                    raise Forbidden(f"clients may not publish to {channel!r}")
-                wait = publish_bucket.take()
-                if wait > 0:
-                    session.strikes += 1
-                    if session.strikes > _ABUSE_STRIKES:
-                        session.close(disconnects.RATE_LIMITED)
-                        return
-                    raise RateLimited(
-                        f"this connection may publish {publish_bucket.rate:g} events per second; retry in {wait:.2f} s",
-                        retry_after=wait,
-                    )
-                session.strikes = 0
-                event_id = await pod.publisher.publish(channel, data, type_)
-                reply = messages.published(ref, event_id)
+                reply = messages.published(ref, await session.publish(channel, data, type_, ref))
+            case messages.Auth(token=token, ref=ref):
+                try:
+                    principal = await pod.authenticator.token(token)
+                except InvalidToken as error:
+                    session.send(wsframe.text_frame(messages.error(ref, error.code, error.message)))
+                    session.close(_token_refusal(error))
+                    return
+                session.authenticate(principal)
+                reply = messages.authed(ref, principal.sub, principal.expires_at)
             case messages.Ping(ref=ref):
                 reply = messages.pong(ref)
     except PayloadTooLarge as error:

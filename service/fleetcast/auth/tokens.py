@@ -1,0 +1,148 @@
+"""JWT verification: one token in, a :class:`~fleetcast.auth.principal.Principal` or a clear refusal out.
+
+PyJWT does the cryptography and the registered claims (``exp``, ``nbf``, ``aud``, ``iss``, with a small leeway);
+this module decides *which key may verify which algorithm*, because that is where JWT libraries are misused:
+
+- ``alg: none`` and any algorithm the configured keys cannot verify are refused before PyJWT runs;
+- HMAC algorithms (HS256/384/512) are verified only with the configured shared secret, never with a public
+  key's bytes, so a token signed with the public key as an HMAC secret (algorithm confusion) fails;
+- an asymmetric algorithm is verified only with a key of its own type: RSA for RS*/PS*, the matching curve for
+  ES*, Ed25519/Ed448 for EdDSA (from ``--jwt-public-key-file`` or the JWKS entry named by ``kid``).
+
+Verification is synchronous and takes microseconds; callers verify once per connection or request, never per
+event. Where the keys come from, and when they are reloaded, is :mod:`fleetcast.auth.keys`'s business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from fleetcast.auth.principal import BadClaims, Principal, principal_from_claims
+from fleetcast.errors import Unauthorized
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+MAX_TOKEN_BYTES = 8192
+"""Longer strings are refused unread: a token is a few hundred bytes, and parsing costs grow with size."""
+MIN_HMAC_SECRET_BYTES = 32
+"""RFC 7518 section 3.2: an HMAC key at least as long as the hash output (256 bits for HS256)."""
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+
+
+class InvalidToken(Unauthorized):
+    """The token was not accepted. The message says why in general terms and never repeats the token."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(InvalidToken):
+    code = "token_expired"
+
+
+class UnknownKeyId(InvalidToken):
+    """The token names a ``kid`` the key set does not hold (yet): a JWKS refresh may find it."""
+
+
+def algorithms_for(key: PublicKey) -> frozenset[str]:
+    """The JWS algorithms a public key of this type can verify."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}.get(key.curve.name)
+        return frozenset({curve}) if curve else frozenset()
+    return frozenset({"EdDSA"})
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """Every key tokens may be verified with, as loaded at one moment. Replaced whole on reload."""
+
+    hmac_secret: bytes | None = None
+    public_key: PublicKey | None = None
+    jwks: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
+    """``kid`` -> (key, algorithm) from a JWKS document."""
+    jwks_configured: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.hmac_secret is None and self.public_key is None and not self.jwks and not self.jwks_configured
+
+    def key_for(self, alg: str, kid: str | None) -> Any:
+        """The key that may verify ``alg`` (and ``kid``); :class:`InvalidToken` if none may."""
+        if alg in HMAC_ALGORITHMS:
+            if self.hmac_secret is None:
+                raise InvalidToken(f"token algorithm {alg} is not accepted here (no shared secret is configured)")
+            return self.hmac_secret
+        if kid is not None and kid in self.jwks:
+            key, key_alg = self.jwks[kid]
+            if key_alg != alg:
+                raise InvalidToken(f"token algorithm {alg} does not match its key")
+            return key
+        if self.public_key is not None and alg in algorithms_for(self.public_key):
+            return self.public_key
+        if self.jwks_configured and (kid is not None or not self.jwks):
+            raise UnknownKeyId("token signing key is not known")
+        raise InvalidToken(f"token algorithm {alg[:16]!r} is not accepted here")
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 5.0,
+    ) -> None:
+        self.keys = KeySet()
+        self.audience = audience
+        self.issuer = issuer
+        self.leeway = leeway
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid token; :class:`InvalidToken` (a 401 / close 4001) otherwise."""
+        keys = self.keys
+        if keys.empty:
+            raise InvalidToken("this gateway accepts no tokens: no signing key is configured")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken(f"token is longer than {MAX_TOKEN_BYTES} bytes")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise InvalidToken("token is not a well-formed JWT") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or (kid is not None and not isinstance(kid, str)):
+            raise InvalidToken("token header is malformed")
+        key = keys.key_for(alg, kid)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("token audience is not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("token issuer is not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"token lacks the {exc.claim!r} claim") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("token signature does not verify") from None
+        except jwt.InvalidTokenError:
+            raise InvalidToken("token rejected") from None
+        try:
+            return principal_from_claims(claims)
+        except BadClaims as exc:
+            raise InvalidToken(f"token rejected: {exc}") from None
