@@ -149,8 +149,11 @@ class Authenticator:
 
     async def _refresh(self) -> None:
         settings = self.settings
+        period = settings.key_reload_seconds
+        if settings.jwks_url:
+            period = min(period, settings.jwks_refresh_seconds)
         while True:
-            await asyncio.sleep(settings.key_reload_seconds)
+            await asyncio.sleep(period)
             try:
                 if await asyncio.to_thread(self._files.changed):
                     await asyncio.to_thread(self._load_files)
@@ -166,7 +169,9 @@ class Authenticator:
         if not self.settings.jwks_url:
             return False
         if self._jwks_fetch is None or self._jwks_fetch.done():
-            if time.monotonic() - self._jwks_fetched < JWKS_MIN_REFRESH_SECONDS:
+            if time.monotonic() - self._jwks_fetched < min(
+                JWKS_MIN_REFRESH_SECONDS, self.settings.jwks_refresh_seconds
+            ):
                 return False
             self._jwks_fetch = asyncio.create_task(self._fetch_jwks(), name="auth-jwks-fetch")
         with contextlib.suppress(TimeoutError):

@@ -21,7 +21,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from fleetcast.auth.tokens import MIN_HMAC_SECRET_BYTES, PublicKey
+from fleetcast.auth.tokens import HMAC_ALGORITHMS, MIN_HMAC_SECRET_BYTES, PublicKey
 
 JWKS_MIN_REFRESH_SECONDS = 10.0
 MAX_KEY_FILE_BYTES = 64 * 1024
@@ -61,7 +61,7 @@ def parse_jwks(document: bytes) -> dict[str, tuple[Any, str]]:
         raise KeyFileError(f"JWKS document is not usable: {type(exc).__name__}") from None
     keys: dict[str, tuple[Any, str]] = {}
     for jwk in key_set.keys:
-        if jwk.key_id and jwk.public_key_use in (None, "sig") and jwk.algorithm_name not in {"HS256", "HS384", "HS512"}:
+        if jwk.key_id and jwk.public_key_use in (None, "sig") and jwk.algorithm_name not in HMAC_ALGORITHMS:
             keys[jwk.key_id] = (jwk.key, jwk.algorithm_name)
     return keys
 

@@ -25,11 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from fleetcast.auth.principal import BadClaims, Principal, principal_from_claims
 from fleetcast.errors import Unauthorized
 
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+HMAC_ALGORITHMS = {"HS256": 32, "HS384": 48, "HS512": 64}
+"""HMAC algorithms, each with the shortest secret it may be verified with (RFC 7518 section 3.2: at least
+the hash's output size)."""
 MAX_TOKEN_BYTES = 8192
 """Longer strings are refused unread: a token is a few hundred bytes, and parsing costs grow with size."""
 MIN_HMAC_SECRET_BYTES = 32
-"""RFC 7518 section 3.2: an HMAC key at least as long as the hash output (256 bits for HS256)."""
+"""The shortest shared secret a gateway starts with (enough for HS256)."""
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 
@@ -77,6 +79,8 @@ class KeySet:
         if alg in HMAC_ALGORITHMS:
             if self.hmac_secret is None:
                 raise InvalidToken(f"token algorithm {alg} is not accepted here (no shared secret is configured)")
+            if len(self.hmac_secret) < HMAC_ALGORITHMS[alg]:
+                raise InvalidToken(f"token algorithm {alg} needs a longer shared secret than this gateway has")
             return self.hmac_secret
         if kid is not None and kid in self.jwks:
             key, key_alg = self.jwks[kid]
