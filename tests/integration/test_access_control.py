@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.clients import ws_client, ws_recv, ws_send, ws_subscribe
-from tests.support.gateway import GatewayProcess, gateway
+from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.processes import RedisServer, declare, redis_server
 from tests.support.tokens import Keys, hostile_tokens
 
@@ -37,7 +37,7 @@ def secured(keys: Keys) -> Iterator[tuple[RedisServer, GatewayProcess]]:
     with redis_server() as redis:
         declare(redis, "private", "--publish-from-clients", "--no-anonymous")
         declare(redis, "notes", "--user-scoped")
-        with gateway("--redis-url", redis.url, *keys.pod_args()) as pod:
+        with gateway(*QUICK_STOP, "--redis-url", redis.url, *keys.pod_args()) as pod:
             yield redis, pod
 
 

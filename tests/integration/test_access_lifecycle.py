@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.clients import sse_frames, ws_client, ws_recv, ws_send, ws_subscribe
-from tests.support.gateway import GatewayProcess, gateway
+from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.processes import declare, free_port, redis_server
 from tests.support.tokens import AUDIENCE, Keys
 
@@ -59,7 +59,7 @@ async def test_a_refreshed_token_keeps_the_subscription_and_an_unrefreshed_one_c
     """Two refreshes in place carry a WebSocket across its tokens' expiry with every event exactly once; a
     client that does not refresh is closed with 4001 ``token expired`` after its token's ``exp``."""
     channel = "private:feed"
-    with gateway(*keys.pod_args(), "--jwt-leeway", "0") as pod:
+    with gateway(*QUICK_STOP, *keys.pod_args(), "--jwt-leeway", "0") as pod:
         stop = asyncio.Event()
         headers = {"Authorization": f"Bearer {keys.hs256(ttl=3, sub='u1', channels=[channel])}"}
         async with (
@@ -98,7 +98,7 @@ async def test_a_refreshed_token_keeps_the_subscription_and_an_unrefreshed_one_c
 
 async def test_a_refresh_for_another_user_is_refused(keys: Keys) -> None:
     """A connection's user does not change by refresh; the old token stays in force."""
-    with gateway(*keys.pod_args()) as pod:
+    with gateway(*QUICK_STOP, *keys.pod_args()) as pod:
         async with ws_client(pod.ws_url) as ws:
             await ws_send(ws, op="auth", token=keys.hs256(sub="alice", channels=["c"]), ref=1)
             assert (await ws_recv(ws))["sub"] == "alice"
@@ -180,7 +180,7 @@ async def test_jwks_rotation_takes_effect_without_a_restart() -> None:
     with JwksServer().running() as jwks:
         jwks.publish_keys(k1=old)
         args = ["--no-anonymous", "--jwks-url", jwks.url, "--jwt-audience", AUDIENCE, "--jwks-refresh-seconds", "1"]
-        with gateway(*args) as pod:
+        with gateway(*QUICK_STOP, *args) as pod:
             assert await history_status(pod, token(old, "k1")) == 200
             assert await history_status(pod, token(new, "k2")) == 401
             jwks.publish_keys(k1=old, k2=new)
@@ -201,7 +201,7 @@ async def test_api_key_rotation_takes_effect_without_a_restart(keys: Keys) -> No
             auth = {"Authorization": f"Bearer {key}"}
             return (await client.post("/v1/channels/c/events", json={"data": 1}, headers=auth)).status_code
 
-    with gateway(*keys.pod_args(), "--key-reload-seconds", "0.5") as pod:
+    with gateway(*QUICK_STOP, *keys.pod_args(), "--key-reload-seconds", "0.5") as pod:
         old = keys.api_key
         assert await publish_status(old) == 201
         (keys.publish_keys_dir / "backend").write_text("rotated-key-0123456789")
@@ -260,7 +260,7 @@ async def test_a_hundred_users_each_get_only_their_own_notifications_across_two_
     users = [f"user-{n}" for n in range(100)]
     with redis_server() as redis:
         declare(redis, "notify", "--user-scoped")
-        common = ["--redis-url", redis.url, *keys.pod_args()]
+        common = [*QUICK_STOP, "--redis-url", redis.url, *keys.pod_args()]
         with gateway(*common) as a, gateway(*common) as b:
             async with contextlib.AsyncExitStack() as stack:
                 queues = {}
