@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -19,7 +17,8 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support.clients import sse_frames, ws_client, ws_recv, ws_send, ws_subscribe
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
-from tests.support.processes import declare, free_port, redis_server
+from tests.support.processes import declare, redis_server
+from tests.support.static import StaticServer
 from tests.support.tokens import AUDIENCE, Keys
 
 
@@ -109,49 +108,22 @@ async def test_a_refresh_for_another_user_is_refused(keys: Keys) -> None:
             assert (await ws_recv(ws))["code"] == "forbidden"
 
 
-class JwksServer:
-    """A JWKS endpoint on 127.0.0.1 whose document the test swaps, like an identity provider rotating keys."""
+class JwksServer(StaticServer):
+    """A JWKS endpoint whose document the test swaps, like an identity provider rotating its keys."""
 
     def __init__(self) -> None:
-        self.document = b'{"keys": []}'
-        self.port = free_port()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = owner.document
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(b'{"keys": []}', "application/json")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/jwks.json"
+        return f"{self.origin}/jwks.json"
 
     def publish_keys(self, **keys: rsa.RSAPrivateKey) -> None:
         entries = [
             {**jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid, "alg": "RS256"}
             for kid, key in keys.items()
         ]
-        self.document = json.dumps({"keys": entries}).encode()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[JwksServer]:
-        self.thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
-            self.thread.join(timeout=5)
+        self.body = json.dumps({"keys": entries}).encode()
 
 
 async def history_status(pod: GatewayProcess, credential: str) -> int:
@@ -177,7 +149,8 @@ async def test_jwks_rotation_takes_effect_without_a_restart() -> None:
         claims = {"aud": AUDIENCE, "exp": 2_000_000_000, "channels": ["c"]}
         return jwt.encode(claims, key, "RS256", headers={"kid": kid})
 
-    with JwksServer().running() as jwks:
+    jwks = JwksServer()
+    with jwks.running():
         jwks.publish_keys(k1=old)
         args = ["--no-anonymous", "--jwks-url", jwks.url, "--jwt-audience", AUDIENCE, "--jwks-refresh-seconds", "1"]
         with gateway(*QUICK_STOP, *args) as pod:

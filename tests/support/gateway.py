@@ -13,7 +13,6 @@ from pathlib import Path
 
 from tests.support.processes import PYTHON, free_port, stop_process, wait_for_port
 
-
 QUICK_STOP = ("--drain-propagation", "0", "--drain-timeout", "2")
 """Flags for pods whose test is not about draining: SIGTERM then ends them in well under a second."""
 
