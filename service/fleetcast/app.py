@@ -38,13 +38,13 @@ class Gateway:
         self.browsers = BrowserGuard(api, pod.origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if b"token=" in scope.get("query_string", b""):
+            query, token = take_query_token(scope["query_string"])
+            scope = {**scope, "query_string": query, TOKEN_SCOPE_KEY: token}
         if scope["type"] == "websocket" and scope["path"] == websocket.PATH:
             await websocket.websocket_endpoint(WebSocket(scope, receive, send), self.pod)
             return
         if scope["type"] == "http":
-            if b"token=" in scope["query_string"]:
-                query, token = take_query_token(scope["query_string"])
-                scope = {**scope, "query_string": query, TOKEN_SCOPE_KEY: token}
             origin = header(scope, b"origin")
             if origin is not None:
                 await self.browsers(scope, receive, send, origin)

@@ -50,9 +50,16 @@ async def watcher(pod: GatewayProcess, keys: Keys) -> AsyncIterator[ClientConnec
         yield ws
 
 
-async def handshake_close_code(pod: GatewayProcess, credential: str) -> int | None:
-    """The close code a WebSocket gets when it presents ``credential`` in its handshake (after an ``error``)."""
-    async with ws_client(pod.ws_url, additional_headers={"Authorization": f"Bearer {credential}"}) as ws:
+async def handshake_close_code(pod: GatewayProcess, credential: str, how: str = "header") -> int | None:
+    """The close code a WebSocket gets when it presents ``credential`` in its handshake (after an ``error``):
+    in the ``Authorization`` header, the ``token`` query parameter or the token cookie."""
+    headers = {
+        "header": {"Authorization": f"Bearer {credential}"},
+        "cookie": {"Cookie": f"fleetcast_token={credential}"},
+        "query": {},
+    }[how]
+    url = pod.ws_url + (f"?token={credential}" if how == "query" else "")
+    async with ws_client(url, additional_headers=headers) as ws:
         assert (await ws_recv(ws))["op"] == "error"
         with pytest.raises(ConnectionClosed) as closed:
             await ws_recv(ws)
@@ -146,7 +153,8 @@ async def test_bad_tokens_are_refused_everywhere(
             "sse cookie": 401,
             "ws auth": (expected_code, 4001),
         }
-        assert await handshake_close_code(pod, token) == 4001
+        for how in ("header", "query", "cookie"):
+            assert await handshake_close_code(pod, token, how) == 4001, how
         await assert_untouched(pod, keys, ws)
 
 
@@ -204,6 +212,9 @@ async def test_granted_tokens_read_and_write_with_every_algorithm(
     ):
         for request in ({"headers": {"Authorization": f"Bearer {token}"}}, {"params": {"token": token}}):
             assert (await sse_status(pod, CHANNEL, **request))[0] == 200
+        for url, headers in ((f"{pod.ws_url}?token={token}", {}), (pod.ws_url, {"Cookie": f"fleetcast_token={token}"})):
+            async with ws_client(url, additional_headers=headers) as ws:
+                await ws_subscribe(ws, CHANNEL)
         assert (await sse_status(pod, CHANNEL, headers={"Cookie": f"fleetcast_token={token}"}))[0] == 200
         async with ws_client(pod.ws_url) as ws:
             await ws_send(ws, op="auth", token=token, ref="a")

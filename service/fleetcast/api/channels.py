@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fleetcast.auth.credentials import TOKEN_SCOPE_KEY, bearer, cookie
+from fleetcast.auth.credentials import TOKEN_SCOPE_KEY, NotBearer, reader_token
 from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.core import ids
 from fleetcast.errors import (
@@ -34,27 +34,27 @@ def _pod(request: Request) -> Pod:
     return pod
 
 
-def _authorization(request: Request) -> str | None:
-    """The bearer credential of the request, if any; a non-bearer ``Authorization`` is a mistake worth naming."""
-    header = request.headers.get("authorization")
-    credential = bearer(header)
-    if header is not None and credential is None:
-        raise Unauthorized("send the credential as 'Authorization: Bearer <token or API key>'")
-    return credential
-
-
 async def _publisher(request: Request, pod: Pod) -> Principal:
-    credential = _authorization(request)
+    """Who publishes: the ``Authorization`` bearer credential (an API key or a token), or nobody."""
+    try:
+        credential = reader_token(request.headers.get("authorization"), None, None, "")
+    except NotBearer as exc:
+        raise Unauthorized(str(exc)) from None
     return ANONYMOUS if credential is None else await pod.authenticator.publisher(credential)
 
 
 async def _reader(request: Request, pod: Pod) -> Principal:
     """Who reads: a token from ``Authorization``, ``?token=`` or the token cookie (in that order), or nobody."""
-    token = (
-        _authorization(request)
-        or request.scope.get(TOKEN_SCOPE_KEY)
-        or cookie(request.headers.get("cookie"), pod.settings.auth.token_cookie)
-    )
+    headers = request.headers
+    try:
+        token = reader_token(
+            headers.get("authorization"),
+            request.scope.get(TOKEN_SCOPE_KEY),
+            headers.get("cookie"),
+            pod.settings.auth.token_cookie,
+        )
+    except NotBearer as exc:
+        raise Unauthorized(str(exc)) from None
     return ANONYMOUS if token is None else await pod.authenticator.token(token)
 
 

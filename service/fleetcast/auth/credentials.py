@@ -1,9 +1,10 @@
 """Where a credential travels in a request: the one place that reads ``Authorization``, cookies and ``?token=``.
 
 Programs send ``Authorization: Bearer <credential>``. Browsers cannot set headers on ``EventSource`` or a
-WebSocket handshake, so an SSE, history or info request may also carry a token in a cookie (name configurable,
-``fleetcast_token`` by default) or in ``?token=``; a WebSocket client sends it in its first ``auth`` op.
-The query token is taken out of the request before anything else sees it (tracing records URLs).
+WebSocket handshake, so a subscribe (SSE or WebSocket), history or info request may also carry a token in
+``?token=`` or in a cookie (name configurable, ``fleetcast_token`` by default), in that order of precedence; a
+WebSocket client may instead send it in an ``auth`` op, which is also how it refreshes one. The query token is
+taken out of the request before anything else sees it (tracing records URLs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,20 @@ from urllib.parse import parse_qsl, urlencode
 
 TOKEN_SCOPE_KEY = "fleetcast.token"
 """Where :func:`take_query_token` leaves the ``?token=`` value in the ASGI scope."""
+
+
+class NotBearer(ValueError):
+    """An ``Authorization`` header of another scheme: a mistake worth naming rather than ignoring."""
+
+
+def reader_token(
+    authorization: str | None, query_token: str | None, cookie_header: str | None, cookie_name: str
+) -> str | None:
+    """The token a reading request presents, wherever it travels; :class:`NotBearer` for another scheme."""
+    token = bearer(authorization)
+    if authorization is not None and token is None:
+        raise NotBearer("send the credential as 'Authorization: Bearer <token or API key>'")
+    return token or query_token or cookie(cookie_header, cookie_name)
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -12,13 +12,13 @@ from typing import Literal
 
 from starlette.websockets import WebSocket
 
-from fleetcast.auth.credentials import bearer
+from fleetcast.auth.credentials import TOKEN_SCOPE_KEY, NotBearer, reader_token
 from fleetcast.auth.principal import ANONYMOUS
 from fleetcast.auth.tokens import InvalidToken, TokenExpired
 from fleetcast.core import disconnects, messages, wsframe
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import ProtocolError, Ref
-from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge
+from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge, Unauthorized
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
 from fleetcast.session.session import Session
@@ -99,14 +99,20 @@ async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
         wire.close(refusal, pod.refusal_delay_ms(refusal))
         return
     principal = ANONYMOUS
-    token = bearer(headers.get("authorization"))
-    if token is not None:
-        try:
+    try:
+        token = reader_token(
+            headers.get("authorization"),
+            websocket.scope.get(TOKEN_SCOPE_KEY),
+            headers.get("cookie"),
+            pod.settings.auth.token_cookie,
+        )
+        if token is not None:
             principal = await pod.authenticator.token(token)
-        except FleetcastError as error:
-            wire.write(wsframe.text_frame(messages.error(None, error.code, error.message)))
-            wire.close(_token_refusal(error), 0)
-            return
+    except (FleetcastError, NotBearer) as refusal:
+        error = refusal if isinstance(refusal, FleetcastError) else Unauthorized(str(refusal))
+        wire.write(wsframe.text_frame(messages.error(None, error.code, error.message)))
+        wire.close(_token_refusal(error), 0)
+        return
     session = pod.open_session(wire, WsCodec(), principal)
     try:
         while not wire.closed:
