@@ -68,8 +68,9 @@ async def publish_and_deliver(pod: Pod) -> Sequence[Event]:
     await pod.start()
     try:
         await pod.hub.join(CHANNEL, listener)
+        policy = pod.policies.resolve(CHANNEL)
         for n in range(EVENTS):
-            await pod.publisher.publish(CHANNEL, {"n": n})
+            await pod.publisher.publish(CHANNEL, {"n": n}, policy=policy)
         async with asyncio.timeout(5):
             while len(listener.events) < EVENTS:
                 await asyncio.sleep(0.01)
