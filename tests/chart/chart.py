@@ -25,6 +25,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "redis": {"enabled": False, "existingSecret": "fleetcast-redis", "existingSecretUrlKey": "url"},
     },
     "no-crds": {"crds": {"enabled": False}, "tests": {"enabled": False}},
+    "auth": {
+        "gateway": {
+            "auth": {
+                "allowedOrigins": ["https://app.example.com", "https://*.example.org"],
+                "publishKeysSecret": "backend-keys",
+                "jwt": {"secret": {"name": "jwt", "key": "hs256"}, "audience": "realtime", "issuer": "https://id"},
+            }
+        }
+    },
     "crds-not-kept": {"crds": {"keep": False}, "gateway": {"create": False}},
     "networkpolicy-servicemonitor": {
         "networkPolicy": {

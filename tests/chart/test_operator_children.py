@@ -22,6 +22,11 @@ SPEC: dict[str, Any] = {
     "image": "fleetcast/gateway:0.1.0",
     "redis": {"secretRef": {"name": "redis", "key": "url"}},
     "otel": {"endpoint": "http://collector:4317"},
+    "auth": {
+        "allowedOrigins": ["https://app.example.com"],
+        "publishKeysSecretRef": {"name": "backends"},
+        "jwt": {"secretRef": {"name": "jwt"}, "jwksUrl": "https://idp.example.com/jwks", "audience": "rt"},
+    },
 }
 
 

@@ -12,6 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from fleetcast_operator.gateway.spec import AuthSpec, SecretEntry, parse_gateway_spec
 from tests.chart.chart import CHART, KUBE_VERSIONS, VALUE_SETS, crd_schemas, gateway_manifests, objects, render
 
 SERVICEMONITOR_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "servicemonitor-v1.json").read_text())
@@ -73,6 +74,41 @@ def test_default_gateway_matches_crd() -> None:
     assert spec["replicas"] == {"min": 2, "max": 10}
     assert spec["redis"] == {"url": "redis://fleetcast-redis.realtime.svc:6379/0"}
     assert spec["replicas"]["min"] <= spec["replicas"]["max"]  # the CRD's CEL rule, which jsonschema cannot run
+
+
+def test_default_gateway_is_closed_and_auth_values_reach_the_operator() -> None:
+    """The chart's default Gateway admits nobody to undeclared families; the auth values arrive as a spec the
+    operator reads back field for field (the chart and the operator agree on spec.auth)."""
+    (default,) = gateway_manifests({})
+    assert default["spec"]["auth"]["defaultAnonymous"] is False
+    assert parse_gateway_spec(default["spec"]).auth == AuthSpec()
+    (gateway,) = gateway_manifests(VALUE_SETS["auth"])
+    auth = parse_gateway_spec(gateway["spec"]).auth
+    assert auth.allowed_origins == ("https://app.example.com", "https://*.example.org")
+    assert auth.publish_keys_secret == "backend-keys"
+    assert auth.jwt_secret == SecretEntry("jwt", "hs256")
+    assert (auth.jwt_audience, auth.jwt_issuer, auth.jwt_public_key, auth.jwks_url) == (
+        "realtime",
+        "https://id",
+        None,
+        None,
+    )
+
+
+def test_jwt_without_allowed_origins_fails_the_render() -> None:
+    """Tokens are for browsers; a chart that configures them must say which pages may use them."""
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError, match=r"gateway\.auth\.allowedOrigins"):
+        render({"gateway": {"auth": {"jwt": {"jwksUrl": "https://id.example.com/jwks"}}}})
+
+
+def test_helm_test_channel_is_the_only_open_family() -> None:
+    """`helm test` carries no credential, so its own Channel (deleted when the test succeeds) opens its family."""
+    channels = [d for _, d in objects({}) if d["kind"] == "Channel"]
+    assert [c["metadata"]["annotations"]["helm.sh/hook"] for c in channels] == ["test"]
+    assert channels[0]["spec"]["subscribe"]["anonymous"]
+    assert channels[0]["spec"]["publish"]["anonymous"]
 
 
 def test_existing_secret_never_inlines_the_url() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetcast_operator.gateway.spec import GatewaySpec
+from fleetcast_operator.gateway.spec import AuthSpec, GatewaySpec
 
 API_VERSION = "fleetcast.dev/v1alpha1"
 KIND = "Gateway"
@@ -22,6 +22,10 @@ CONTAINER_PORT = 8000
 TERMINATION_MARGIN_SECONDS = 30
 """Grace beyond the drain deadline: endpoint propagation before the drain, and process exit after it."""
 MANAGED_BY = "fleetcast-operator"
+SECRETS_DIR = "/etc/fleetcast"
+"""Where the pods find the Secrets a Gateway's ``spec.auth`` names, each in its own read-only volume. Whole
+Secret volumes, never ``subPath``: the kubelet then updates the files in place when a Secret is edited, which is
+how keys rotate without a restart."""
 
 
 def child_name(gateway: str) -> str:
@@ -77,6 +81,7 @@ def environment(gateway: str, spec: GatewaySpec) -> list[dict[str, Any]]:
         {"name": "FLEETCAST_DRAIN_TIMEOUT", "value": str(spec.drain.timeout_seconds)},
         {"name": "FLEETCAST_DRAIN_RECONNECT_DELAY_MS", "value": str(spec.drain.reconnect_delay_ms)},
     ]
+    env += auth_environment(spec.auth)
     if spec.otel.endpoint:
         env += [
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": spec.otel.endpoint},
@@ -91,8 +96,57 @@ def environment(gateway: str, spec: GatewaySpec) -> list[dict[str, Any]]:
     return env
 
 
+def auth_environment(auth: AuthSpec) -> list[dict[str, Any]]:
+    """The pods' credential settings: the files of :func:`auth_volumes` and the plain values."""
+    env: list[dict[str, Any]] = [
+        {"name": "FLEETCAST_ANONYMOUS", "value": "true" if auth.default_anonymous else "false"},
+        {"name": "FLEETCAST_TOKEN_COOKIE", "value": auth.token_cookie},
+        {"name": "FLEETCAST_JWT_LEEWAY", "value": repr(auth.jwt_leeway_seconds)},
+    ]
+    if auth.allowed_origins:
+        env.append({"name": "FLEETCAST_ALLOWED_ORIGINS", "value": ",".join(auth.allowed_origins)})
+    if auth.publish_keys_secret:
+        env.append({"name": "FLEETCAST_PUBLISH_KEYS_DIR", "value": f"{SECRETS_DIR}/publish-keys"})
+    if auth.jwt_secret:
+        env.append({"name": "FLEETCAST_JWT_SECRET_FILE", "value": f"{SECRETS_DIR}/jwt-secret/secret"})
+    if auth.jwt_public_key:
+        env.append({"name": "FLEETCAST_JWT_PUBLIC_KEY_FILE", "value": f"{SECRETS_DIR}/jwt-public-key/public.pem"})
+    for name, value in (
+        ("FLEETCAST_JWKS_URL", auth.jwks_url),
+        ("FLEETCAST_JWT_AUDIENCE", auth.jwt_audience),
+        ("FLEETCAST_JWT_ISSUER", auth.jwt_issuer),
+    ):
+        if value:
+            env.append({"name": name, "value": value})
+    return env
+
+
+def auth_volumes(auth: AuthSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Secret volumes and their mounts for the key files :func:`auth_environment` points at."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+
+    def add(name: str, secret: dict[str, Any]) -> None:
+        # Read-only files (the image runs one non-root user with no fsGroup, so group-only modes would lock it out).
+        volumes.append({"name": name, "secret": {**secret, "defaultMode": 0o444}})
+        mounts.append({"name": name, "mountPath": f"{SECRETS_DIR}/{name}", "readOnly": True})
+
+    if auth.publish_keys_secret:
+        add("publish-keys", {"secretName": auth.publish_keys_secret})
+    if auth.jwt_secret:
+        add(
+            "jwt-secret",
+            {"secretName": auth.jwt_secret.name, "items": [{"key": auth.jwt_secret.key, "path": "secret"}]},
+        )
+    if auth.jwt_public_key:
+        key = auth.jwt_public_key
+        add("jwt-public-key", {"secretName": key.name, "items": [{"key": key.key, "path": "public.pem"}]})
+    return volumes, mounts
+
+
 def deployment(gateway: str, namespace: str, uid: str, spec: GatewaySpec, *, replicas: int | None) -> dict[str, Any]:
     """The gateway Deployment; ``replicas`` only when creating it (see the module docstring)."""
+    secret_volumes, secret_mounts = auth_volumes(spec.auth)
     container: dict[str, Any] = {
         "name": "gateway",
         "image": spec.image,
@@ -122,7 +176,7 @@ def deployment(gateway: str, namespace: str, uid: str, spec: GatewaySpec, *, rep
             "capabilities": {"drop": ["ALL"]},
         },
         # The root filesystem is read-only; anything that needs a scratch file gets this.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *secret_mounts],
     }
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -138,7 +192,7 @@ def deployment(gateway: str, namespace: str, uid: str, spec: GatewaySpec, *, rep
                     "terminationGracePeriodSeconds": spec.drain.timeout_seconds + TERMINATION_MARGIN_SECONDS,
                     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *secret_volumes],
                 },
             },
         },

@@ -38,6 +38,28 @@ class OtelSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretEntry:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSpec:
+    """What the pods accept as credentials; the per-family rules live in Channel resources."""
+
+    default_anonymous: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    token_cookie: str = "fleetcast_token"
+    publish_keys_secret: str | None = None
+    jwt_secret: SecretEntry | None = None
+    jwt_public_key: SecretEntry | None = None
+    jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySpec:
     image: str
     redis: RedisSource
@@ -48,6 +70,7 @@ class GatewaySpec:
     service_port: int = 80
     resources: Mapping[str, Any] = field(default_factory=dict)
     otel: OtelSpec = field(default_factory=OtelSpec)
+    auth: AuthSpec = field(default_factory=AuthSpec)
 
 
 def parse_gateway_spec(spec: Mapping[str, Any]) -> GatewaySpec:
@@ -119,7 +142,44 @@ def parse_gateway_spec(spec: Mapping[str, Any]) -> GatewaySpec:
             service_name=str(otel.get("serviceName") or "fleetcast"),
             sample_ratio=_number(otel, "sampleRatio", 1.0, "otel.", low=0.0, high=1.0),
         ),
+        auth=_auth(_section(spec, "auth")),
     )
+
+
+def _auth(auth: Mapping[str, Any]) -> AuthSpec:
+    jwt = _section(auth, "jwt", "auth.")
+    origins = auth.get("allowedOrigins") or []
+    if not isinstance(origins, list) or not all(
+        isinstance(o, str) and o.startswith(("http://", "https://")) and "," not in o for o in origins
+    ):
+        raise InvalidSpec("spec.auth.allowedOrigins must be a list of origins such as https://app.example.com")
+    keys = _section(auth, "publishKeysSecretRef", "auth.")
+    if "publishKeysSecretRef" in auth and not keys.get("name"):
+        raise InvalidSpec("spec.auth.publishKeysSecretRef needs a name")
+    jwks = jwt.get("jwksUrl")
+    if jwks is not None and (not isinstance(jwks, str) or not jwks.startswith(("http://", "https://"))):
+        raise InvalidSpec("spec.auth.jwt.jwksUrl must be an http(s) URL")
+    return AuthSpec(
+        default_anonymous=_bool(auth, "defaultAnonymous", False, "auth."),
+        allowed_origins=tuple(origins),
+        token_cookie=str(auth.get("tokenCookie") or "fleetcast_token"),
+        publish_keys_secret=str(keys["name"]) if keys else None,
+        jwt_secret=_secret_entry(jwt, "secretRef", "secret"),
+        jwt_public_key=_secret_entry(jwt, "publicKeySecretRef", "public.pem"),
+        jwks_url=jwks,
+        jwt_audience=str(jwt["audience"]) if jwt.get("audience") else None,
+        jwt_issuer=str(jwt["issuer"]) if jwt.get("issuer") else None,
+        jwt_leeway_seconds=_number(jwt, "leewaySeconds", 5.0, "auth.jwt.", low=0.0, high=300.0),
+    )
+
+
+def _secret_entry(jwt: Mapping[str, Any], key: str, default_key: str) -> SecretEntry | None:
+    if key not in jwt:
+        return None
+    ref = _section(jwt, key, "auth.jwt.")
+    if not ref.get("name"):
+        raise InvalidSpec(f"spec.auth.jwt.{key} needs a name")
+    return SecretEntry(name=str(ref["name"]), key=str(ref.get("key") or default_key))
 
 
 def _section(parent: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:

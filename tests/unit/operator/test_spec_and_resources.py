@@ -32,6 +32,13 @@ def test_defaults_match_the_crd() -> None:
         ({"autoscaling": {"targetConnectionsPerPod": 0}}, "targetConnectionsPerPod"),
         ({"drain": {"timeoutSeconds": True}}, "drain.timeoutSeconds"),
         ({"service": {"type": "ExternalName"}}, "spec.service.type"),
+        ({"auth": {"defaultAnonymous": "yes"}}, "auth.defaultAnonymous"),
+        ({"auth": {"allowedOrigins": ["example.com"]}}, "spec.auth.allowedOrigins"),
+        ({"auth": {"allowedOrigins": ["https://a.example,https://b.example"]}}, "spec.auth.allowedOrigins"),
+        ({"auth": {"publishKeysSecretRef": {}}}, "spec.auth.publishKeysSecretRef"),
+        ({"auth": {"jwt": {"secretRef": {"key": "k"}}}}, "spec.auth.jwt.secretRef"),
+        ({"auth": {"jwt": {"jwksUrl": "file:///etc/passwd"}}}, "spec.auth.jwt.jwksUrl"),
+        ({"auth": {"jwt": {"leewaySeconds": 3600}}}, "auth.jwt.leewaySeconds"),
     ],
 )
 def test_invalid_gateway_specs_name_the_field(patch: dict[str, object], field: str) -> None:
@@ -71,3 +78,48 @@ def test_secret_redis_url_and_otel_env() -> None:
     assert env["FLEETCAST_REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "redis", "key": "url"}}
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel:4317"
     assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.5"
+
+
+def test_auth_defaults_to_closed() -> None:
+    """With no spec.auth, undeclared families are closed (the CRD's default) and no key file is configured."""
+    env = {e["name"]: e.get("value") for e in resources.environment("edge", parse_gateway_spec(BASE))}
+    assert env["FLEETCAST_ANONYMOUS"] == "false"
+    assert not {"FLEETCAST_JWT_SECRET_FILE", "FLEETCAST_PUBLISH_KEYS_DIR", "FLEETCAST_ALLOWED_ORIGINS"} & env.keys()
+
+
+def test_auth_secrets_become_whole_secret_volumes_the_env_points_into() -> None:
+    """Each Secret is mounted whole (no subPath, so edits reach the pod) and every *_FILE/*_DIR variable points
+    inside one of the mounts."""
+    spec = parse_gateway_spec(
+        {
+            **BASE,
+            "auth": {
+                "defaultAnonymous": True,
+                "allowedOrigins": ["https://app.example.com", "https://*.example.org"],
+                "publishKeysSecretRef": {"name": "backends"},
+                "jwt": {
+                    "secretRef": {"name": "jwt", "key": "hs"},
+                    "publicKeySecretRef": {"name": "idp"},
+                    "audience": "rt",
+                    "issuer": "https://idp.example.com",
+                },
+            },
+        }
+    )
+    deployment = resources.deployment("edge", "ns", "uid-1", spec, replicas=1)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FLEETCAST_ANONYMOUS"] == "true"
+    assert env["FLEETCAST_ALLOWED_ORIGINS"] == "https://app.example.com,https://*.example.org"
+    assert (env["FLEETCAST_JWT_AUDIENCE"], env["FLEETCAST_JWT_ISSUER"]) == ("rt", "https://idp.example.com")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert volumes["publish-keys"]["secret"] == {"secretName": "backends", "defaultMode": 0o444}
+    assert volumes["jwt-secret"]["secret"]["items"] == [{"key": "hs", "path": "secret"}]
+    assert volumes["jwt-public-key"]["secret"]["items"] == [{"key": "public.pem", "path": "public.pem"}]
+    assert all("subPath" not in m and m["readOnly"] for m in container["volumeMounts"][1:])
+    for name in ("FLEETCAST_PUBLISH_KEYS_DIR", "FLEETCAST_JWT_SECRET_FILE", "FLEETCAST_JWT_PUBLIC_KEY_FILE"):
+        path = env[name]
+        mount = next(m for m in mounts if path == m or path.startswith(m + "/"))
+        assert mounts[mount]["name"] in volumes
