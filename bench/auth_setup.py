@@ -7,7 +7,12 @@ over the repetitions so that machine noise spreads over all of them:
 * ``anonymous``: connect, ``subscribe``;
 * ``header``: connect with ``Authorization: Bearer <token>`` (verified in the handshake), ``subscribe``;
 * ``query``: connect to ``/v1/ws?token=<token>`` (a browser's way to skip the extra op), ``subscribe``;
-* ``auth op``: connect, ``auth {token}`` (a browser's other way, and how any client refreshes), ``subscribe``.
+* ``auth op``: connect, ``auth {token}`` (a browser's other way, and how any client refreshes), ``subscribe``;
+* ``reconnect``: the ``header`` clients again, right after them, with the same tokens (a drain or a network
+  change: the pod remembers tokens it verified, so these skip the signature check).
+
+Every client has its own token (its own ``sub``), fresh for each measurement, so the first three token rows pay
+one full verification per connection, as a fleet of distinct users does.
 
 For each it reports the pod's CPU (``/proc``, user + system) per connection and connections per server
 CPU-second, from the first connect to the last ``subscribed``, and the ratio to anonymous. Then it holds
@@ -37,6 +42,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench.ws_fastpath import HOST, cpu_seconds, free_port, started, wait_healthy
 
 KINDS = ("anonymous", "header", "query", "auth op")
+ROWS = (*KINDS, "reconnect")
 CONCURRENCY = 64
 
 
@@ -58,14 +64,31 @@ async def open_client(port: int, kind: str, token: str, channel: str) -> ClientC
     return ws
 
 
-async def open_many(port: int, kind: str, token: str, channel: str, count: int) -> list[ClientConnection]:
+class Tokens:
+    """Signs a distinct HS256 token per client (own ``sub`` and ``jti``), before the pod's CPU is read."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.made = 0
+
+    def fresh(self, count: int) -> list[str]:
+        now = int(time.time())
+        tokens = []
+        for _ in range(count):
+            self.made += 1
+            claims = {"sub": f"user-{self.made}", "jti": secrets.token_hex(8), "channels": ["*"], "publish": ["*"]}
+            tokens.append(jwt.encode({**claims, "exp": now + 3600}, self.secret, algorithm="HS256"))
+        return tokens
+
+
+async def open_many(port: int, kind: str, tokens: list[str], channel: str) -> list[ClientConnection]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
-    async def one() -> ClientConnection:
+    async def one(token: str) -> ClientConnection:
         async with gate:
             return await open_client(port, kind, token, channel)
 
-    return list(await asyncio.gather(*(one() for _ in range(count))))
+    return list(await asyncio.gather(*(one(token) for token in tokens)))
 
 
 async def close_all(clients: list[ClientConnection]) -> None:
@@ -82,20 +105,21 @@ async def settled(port: int) -> None:
     await asyncio.sleep(0.3)
 
 
-async def setup_cost(port: int, pid: int, kind: str, token: str, count: int) -> float:
-    """Pod CPU seconds to take ``count`` clients of ``kind`` from connect to subscribed."""
+async def setup_cost(port: int, pid: int, kind: str, tokens: list[str]) -> float:
+    """Pod CPU seconds to take one client of ``kind`` per token from connect to subscribed."""
     before = cpu(pid)
-    clients = await open_many(port, kind, token, f"setup-{secrets.token_hex(4)}", count)
+    clients = await open_many(port, kind, tokens, f"setup-{secrets.token_hex(4)}")
     spent = cpu(pid) - before
     await close_all(clients)
     await settled(port)
     return spent
 
 
-async def fan_out_cost(port: int, pid: int, kind: str, token: str, count: int, events: int) -> float:
-    """Pod CPU seconds per delivery, publishing ``events`` to ``count`` subscribers of ``kind``."""
+async def fan_out_cost(port: int, pid: int, kind: str, tokens: list[str], events: int) -> float:
+    """Pod CPU seconds per delivery, publishing ``events`` to one subscriber of ``kind`` per token."""
     channel = f"fanout-{secrets.token_hex(4)}"
-    clients = await open_many(port, kind, token, channel, count)
+    clients = await open_many(port, kind, tokens, channel)
+    count, token = len(tokens), tokens[0]
     received = 0
     everything = asyncio.Event()
 
@@ -141,26 +165,26 @@ async def main_async(args: argparse.Namespace) -> int:
         secret = secrets.token_urlsafe(48).encode()
         secret_file = Path(tmp) / "secret"
         secret_file.write_bytes(secret)
-        claims = {"sub": "bench", "channels": ["*"], "publish": ["*"], "exp": int(time.time()) + 3600}
-        token = jwt.encode(claims, secret, algorithm="HS256")
+        tokens = Tokens(secret)
+        n = args.connections
         async with pod(secret_file, Path(tmp) / "pod.log") as (port, pid):
             for kind in KINDS:  # imports, caches, first allocations
-                await close_all(await open_many(port, kind, token, "warm-up", 200))
+                await close_all(await open_many(port, kind, tokens.fresh(200), "warm-up"))
             await settled(port)
-            costs: dict[str, list[float]] = {kind: [] for kind in KINDS}
+            costs: dict[str, list[float]] = {row: [] for row in ROWS}
             for repetition in range(args.repetitions):
-                turn = repetition % len(KINDS)  # each kind goes first, second and third equally often
+                turn = repetition % len(KINDS)  # each kind goes first, second, third and fourth equally often
                 for kind in KINDS[turn:] + KINDS[:turn]:
-                    costs[kind].append(await setup_cost(port, pid, kind, token, args.connections))
-            fan_out = {
-                kind: await fan_out_cost(port, pid, kind, token, args.connections, args.events)
-                for kind in ("anonymous", "header")
-            }
+                    batch = tokens.fresh(n)
+                    costs[kind].append(await setup_cost(port, pid, kind, batch))
+                    if kind == "header":
+                        costs["reconnect"].append(await setup_cost(port, pid, kind, batch))
+            fan_out = {kind: await fan_out_cost(port, pid, kind, tokens.fresh(n), args.events) for kind in KINDS[:2]}
     anonymous = statistics.median(costs["anonymous"])
     print(f"connection set-up, {args.connections} clients x {args.repetitions} (medians; pod CPU only)")
     print("| clients | pod CPU per connection | connections / pod CPU-s | vs anonymous |")
     print("| --- | ---: | ---: | ---: |")
-    for kind in KINDS:
+    for kind in ROWS:
         median = statistics.median(costs[kind])
         per = median / args.connections
         print(f"| {kind} | {per * 1000:.3f} ms | {1 / per:,.0f} | {anonymous / median:.2f}x |")

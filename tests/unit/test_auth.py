@@ -12,6 +12,7 @@ from fleetcast.auth.credentials import bearer, cookie, take_query_token
 from fleetcast.auth.keys import KeyFileError, parse_jwks, read_publish_keys, read_secret
 from fleetcast.auth.origins import OriginPolicy
 from fleetcast.auth.principal import ANONYMOUS, BadClaims, Grants, Principal, principal_from_claims
+from fleetcast.auth import tokens
 from fleetcast.auth.tokens import InvalidToken, KeySet, TokenExpired, TokenVerifier, UnknownKeyId, algorithms_for
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.errors import Forbidden, Unauthorized
@@ -142,6 +143,44 @@ def test_garbage_and_oversized_tokens_are_refused() -> None:
         verifier(hmac_secret=SECRET).verify("a" * 10_000)
     with pytest.raises(InvalidToken, match="no signing key"):
         TokenVerifier().verify(jwt.encode(claims(), SECRET, "HS256"))
+
+
+def test_verified_tokens_are_remembered_until_they_expire_or_the_keys_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reconnect with the same token skips the signature check; an expired or re-keyed one is checked again,
+    and the memory of verified tokens is bounded."""
+    check = verifier(hmac_secret=SECRET)
+    checks = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: checks.append(1) or real_decode(*a, **k))
+    short = jwt.encode(claims(sub="u1", exp=int(time.time()) + 2), SECRET, algorithm="HS256")
+    assert check.verify(short).sub == "u1"
+    assert check.verify(short).sub == "u1"
+    assert len(checks) == 1
+    check.leeway = -3  # the token's exp is now in the past as far as the verifier is concerned
+    with pytest.raises(TokenExpired):
+        check.verify(short)
+    check.leeway = 0
+    fresh = jwt.encode(claims(sub="u2"), SECRET, algorithm="HS256")
+    assert check.verify(fresh).sub == "u2"
+    check.keys = KeySet(hmac_secret=b"t" * 64)  # rotation: nothing the old secret verified is trusted any more
+    with pytest.raises(InvalidToken, match="signature"):
+        check.verify(fresh)
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_SIZE", 8)
+    for n in range(20):
+        check.verify(jwt.encode(claims(sub=f"u{n}"), b"t" * 64, algorithm="HS256"))
+    assert len(check._verified) == 8
+
+
+def test_the_cheap_header_read_never_decides_alone() -> None:
+    """The header is read leniently to choose a key; a header PyJWT would not read the same way is refused."""
+    check = verifier(hmac_secret=SECRET)
+    token = jwt.encode(claims(sub="u1"), SECRET, algorithm="HS256")
+    head, rest = token.split(".", 1)
+    for bad in (head[:4] + "!" + head[4:], head[:4] + "\n" + head[4:], "e30", "W10"):
+        with pytest.raises(InvalidToken):
+            check.verify(f"{bad}.{rest}")
 
 
 def test_key_files(tmp_path: Any) -> None:

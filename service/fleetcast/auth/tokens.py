@@ -10,16 +10,24 @@ this module decides *which key may verify which algorithm*, because that is wher
   ES*, Ed25519/Ed448 for EdDSA (from ``--jwt-public-key-file`` or the JWKS entry named by ``kid``).
 
 Verification is synchronous and takes microseconds; callers verify once per connection or request, never per
-event. Where the keys come from, and when they are reloaded, is :mod:`fleetcast.auth.keys`'s business.
+event. A reconnecting client (after a drain, a network change, an ``EventSource`` retry) presents the token it
+had, so the last :data:`VERIFIED_CACHE_SIZE` verified tokens are remembered with their principal until they
+expire or the keys change. Where the keys come from, and when they are reloaded, is
+:mod:`fleetcast.auth.keys`'s business.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from fleetcast.auth.principal import BadClaims, Principal, principal_from_claims
@@ -32,6 +40,9 @@ MAX_TOKEN_BYTES = 8192
 """Longer strings are refused unread: a token is a few hundred bytes, and parsing costs grow with size."""
 MIN_HMAC_SECRET_BYTES = 32
 """The shortest shared secret a gateway starts with (enough for HS256)."""
+VERIFIED_CACHE_SIZE = 4096
+"""Verified tokens remembered (least recently used out): a few MiB at most, and a reconnect storm after a
+drain costs a dictionary lookup per client instead of a signature check."""
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 
@@ -106,18 +117,35 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self.leeway = leeway
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        self._verified_with: KeySet | None = None
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; :class:`InvalidToken` (a 401 / close 4001) otherwise."""
         keys = self.keys
+        if keys is not self._verified_with:
+            # New keys (a rotation, a JWKS refresh): what the old ones verified is verified again.
+            self._verified.clear()
+            self._verified_with = keys
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at is not None and known.expires_at + self.leeway <= time.time():
+                del self._verified[token]
+                raise TokenExpired("token expired")
+            self._verified.move_to_end(token)
+            return known
+        principal = self._verify(token, keys)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str, keys: KeySet) -> Principal:
         if keys.empty:
             raise InvalidToken("this gateway accepts no tokens: no signing key is configured")
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken(f"token is longer than {MAX_TOKEN_BYTES} bytes")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise InvalidToken("token is not a well-formed JWT") from None
+        header = _unverified_header(token)
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or (kid is not None and not isinstance(kid, str)):
             raise InvalidToken("token header is malformed")
@@ -150,3 +178,19 @@ class TokenVerifier:
             return principal_from_claims(claims)
         except BadClaims as exc:
             raise InvalidToken(f"token rejected: {exc}") from None
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, read only to choose the key. Lenient on purpose and cheap (PyJWT's own reader checks the
+    alphabet character by character, which is half of a verification's cost): PyJWT then parses the whole
+    token strictly and refuses it unless its header names exactly the algorithm chosen here."""
+    head, dot, _ = token.partition(".")
+    try:
+        if not dot:
+            raise ValueError(head)
+        header = orjson.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):
+        raise InvalidToken("token is not a well-formed JWT") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("token header is malformed")
+    return header
