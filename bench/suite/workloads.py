@@ -1,4 +1,4 @@
-"""The workloads (DESIGN.md section 8), each one function run once per server with the same load client and
+"""The workloads (docs/benchmarks.md), each one function run once per server with the same load client and
 publisher; each returns a flat dict of measurements for the run's JSON file.
 
 Server CPU is utime+stime of the pod process from ``/proc`` across the measured span (Redis's own CPU is

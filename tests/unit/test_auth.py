@@ -8,11 +8,11 @@ from typing import Any
 import jwt
 import pytest
 
+from fleetcast.auth import tokens
 from fleetcast.auth.credentials import bearer, cookie, take_query_token
 from fleetcast.auth.keys import KeyFileError, parse_jwks, read_publish_keys, read_secret
 from fleetcast.auth.origins import OriginPolicy
 from fleetcast.auth.principal import ANONYMOUS, BadClaims, Grants, Principal, principal_from_claims
-from fleetcast.auth import tokens
 from fleetcast.auth.tokens import InvalidToken, KeySet, TokenExpired, TokenVerifier, UnknownKeyId, algorithms_for
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.errors import Forbidden, Unauthorized

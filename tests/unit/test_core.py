@@ -37,7 +37,7 @@ def test_next_id_follows_the_clock_or_the_last_id() -> None:
     [("chat", "chat"), ("chat:room-42", "chat"), ("a", "a"), ("x1-y2:A.b_c@d=e-f", "x1-y2"), ("a" * 63, "a" * 63)],
 )
 def test_valid_channel_names_give_their_family(name: str, family: str) -> None:
-    """Family, or family:suffix, per DESIGN.md."""
+    """Family, or family:suffix, per docs/protocol.md."""
     assert channels.validate(name) == family
     assert channels.family(name) == family
 

@@ -1,6 +1,6 @@
 """Reconnect delays: full-jitter exponential backoff, and the server's advice for each way a session ends.
 
-Full jitter (base 500 ms, cap 10 s, DESIGN.md section 3) spreads a crowd of clients that lost the same pod over
+Full jitter (base 500 ms, cap 10 s, docs/protocol.md) spreads a crowd of clients that lost the same pod over
 the whole window instead of sending them back in waves. The first retry may come at once; each failed attempt
 doubles the window until the cap; a successful subscribe resets it.
 

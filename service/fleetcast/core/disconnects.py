@@ -2,7 +2,7 @@
 
 A :class:`Disconnect` says what the WebSocket close code is, what a person reads as the reason, and whether
 and how the client should come back. SSE maps the same table onto a ``fleetcast.reconnect`` event and a
-``retry:`` line (see :mod:`fleetcast.core.sse`). Codes follow DESIGN.md: 4000-4099 are terminal, 4100-4199
+``retry:`` line (see :mod:`fleetcast.core.sse`). Codes follow docs/protocol.md: 4000-4099 are terminal, 4100-4199
 ask the client to reconnect with backoff, 1012 asks it to reconnect after ``after_ms``.
 """
 

@@ -1,6 +1,6 @@
 """The session core: one client connection's subscriptions, whatever its transport.
 
-Resume without gaps or duplicates (DESIGN.md section 3) lives here, once:
+Resume without gaps or duplicates (docs/protocol.md) lives here, once:
 
 1. register the subscription with the hub first, so live batches start arriving, and buffer them;
 2. read the stream after ``since`` page by page and write each page to the client; if the read reports a gap,
