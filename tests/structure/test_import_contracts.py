@@ -27,11 +27,18 @@ def contracts() -> list[dict[str, object]]:
     return found
 
 
-def test_every_gateway_module_is_in_a_layer() -> None:
-    (layers,) = [c for c in contracts() if c["type"] == "layers" and str(c["name"]).startswith("layers of the gateway")]
+@pytest.mark.parametrize(
+    ("contract", "package", "source"),
+    [
+        ("layers of the gateway", "fleetcast", ROOT / "service" / "fleetcast"),
+        ("layers of the operator", "fleetcast_operator", ROOT / "operator" / "fleetcast_operator"),
+    ],
+)
+def test_every_module_is_in_a_layer(contract: str, package: str, source: Path) -> None:
+    (layers,) = [c for c in contracts() if c["type"] == "layers" and str(c["name"]).startswith(contract)]
     named = {m.strip() for layer in layers["layers"] for m in str(layer).replace("|", ":").split(":")}  # type: ignore[attr-defined]
-    modules = {f"fleetcast.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "service" / "fleetcast")])}
-    assert modules - named == set(), "put these modules in a layer of the gateway contract (pyproject.toml)"
+    modules = {f"{package}.{m.name}" for m in pkgutil.iter_modules([str(source)])}
+    assert modules - named == set(), f"put these modules in a layer of {contract!r} (pyproject.toml)"
     assert named - modules == set(), "these layers name modules that do not exist"
 
 
@@ -73,6 +80,8 @@ def test_the_copy_keeps_every_contract(copy: Path) -> None:
         ("fleetcast/settings.py", "import fleetcast.pod", "layers of the gateway"),
         ("fleetcast/client/base.py", "import fleetcast.pod", "the reference client"),
         ("fleetcast/pod.py", "import kopf", "pods never call the Kubernetes API"),
+        ("fleetcast_operator/gateway/spec.py", "import fleetcast_operator.autoscaler.tick", "layers of the operator"),
+        ("fleetcast_operator/drain/planner.py", "import fleetcast_operator.autoscaler", "layers of the operator"),
     ],
 )
 def test_a_planted_import_breaks_its_contract(copy: Path, module: str, planted: str, contract: str) -> None:

@@ -1,1 +1,2 @@
-"""Autoscaling on live connections: a pure policy, the signals it reads and the actuator that applies it."""
+"""Autoscaling on live connections: a pure policy and the signals it reads; the
+Deployment is changed through :mod:`fleetcast_operator.gateway.scale`."""

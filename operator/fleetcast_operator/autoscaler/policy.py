@@ -23,23 +23,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class ScalingRules:
-    """The autoscaling part of a Gateway spec, validated."""
-
-    min_replicas: int = 1
-    max_replicas: int = 10
-    target_per_pod: int = 5000
-    tolerance: float = 0.1
-    up_stabilization: float = 0.0
-    up_max_step: int = 4
-    down_stabilization: float = 300.0
-    down_max_step: int = 2
-    enabled: bool = True
-
-    def clamp(self, replicas: int) -> int:
-        return max(self.min_replicas, min(self.max_replicas, replicas))
+from fleetcast_operator.gateway.spec import ScalingRules
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetcast_operator import conditions, tracing
-from fleetcast_operator.autoscaler import actuator
 from fleetcast_operator.autoscaler.policy import Recommendation, decide
 from fleetcast_operator.autoscaler.signals import FleetView, read_fleet
 from fleetcast_operator.drain import executor
 from fleetcast_operator.drain.planner import pick_pods
 from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
+from fleetcast_operator.gateway import scale
 from fleetcast_operator.gateway.resources import child_name
 from fleetcast_operator.gateway.spec import parse_gateway_spec
 from fleetcast_operator.runtime import Runtime
@@ -91,7 +91,7 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
             else:
                 reason, message = "Draining", f"waiting for {', '.join(state.waiting)}"
     elif decision.replicas > current:
-        await actuator.scale_to(rt.kube, namespace, name, decision.replicas)
+        await scale.scale_to(rt.kube, namespace, name, decision.replicas)
         replicas, scaled = decision.replicas, True
     elif decision.replicas < current:
         pods = pick_pods(view.fresh, current - decision.replicas)
@@ -100,7 +100,7 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
             reason, message = "Draining", f"draining {', '.join(pods)} before removing them"
         else:
             # No pod reports: none has clients to lose, so the replicas drop at once (min/max clamps, disabled).
-            await actuator.scale_to(rt.kube, namespace, name, decision.replicas)
+            await scale.scale_to(rt.kube, namespace, name, decision.replicas)
             replicas, scaled = decision.replicas, True
 
     await _report(rt, namespace, name, memory, status, view, replicas, decision.recommendation, scaled, reason, message)

@@ -21,9 +21,9 @@ from typing import Any
 from fleetcast.contract.commands import DrainCommand
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast_operator import tracing
-from fleetcast_operator.autoscaler import actuator
 from fleetcast_operator.conditions import now_iso
 from fleetcast_operator.drain.planner import DEADLINE_MARGIN_SECONDS, DrainProgress, progress
+from fleetcast_operator.gateway import scale
 from fleetcast_operator.gateway.spec import DrainSpec
 from fleetcast_operator.kube import Kube
 from fleetcast_operator.runtime import Fleet
@@ -122,7 +122,7 @@ async def _send(kube: Kube, fleet: Fleet, namespace: str, gateway: str, plan: Sc
     for index, step in enumerate(steps):
         if not step.cost_set:
             # A pod already gone needs no cost; record it as done either way.
-            await actuator.mark_for_removal(kube, namespace, step.name)
+            await scale.mark_for_removal(kube, namespace, step.name)
             step = replace(step, cost_set=True)
         if step.command_id is None:
             command = DrainCommand(
@@ -160,6 +160,6 @@ async def finish_if_drained(
         )
         # Only from the count the plan started at: anything else means the scale already happened.
         if current == plan.from_replicas:
-            await actuator.scale_to(kube, namespace, gateway, plan.to_replicas)
+            await scale.scale_to(kube, namespace, gateway, plan.to_replicas)
         await _record(kube, namespace, gateway, None)
     return state

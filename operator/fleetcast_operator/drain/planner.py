@@ -13,9 +13,6 @@ from dataclasses import dataclass
 
 from fleetcast.contract.heartbeat import Heartbeat
 
-DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
-DRAINED_DELETION_COST = "-1000"
-"""Below the default of 0, so the ReplicaSet removes drained pods before any other ready pod."""
 DEADLINE_MARGIN_SECONDS = 5.0
 """Extra time past the pods' own drain timeout before the operator stops waiting for their report."""
 

@@ -12,8 +12,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetcast_operator.autoscaler.policy import ScalingRules
 from fleetcast_operator.errors import InvalidSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingRules:
+    """The autoscaling part of a Gateway spec, validated."""
+
+    min_replicas: int = 1
+    max_replicas: int = 10
+    target_per_pod: int = 5000
+    tolerance: float = 0.1
+    up_stabilization: float = 0.0
+    up_max_step: int = 4
+    down_stabilization: float = 300.0
+    down_max_step: int = 2
+    enabled: bool = True
+
+    def clamp(self, replicas: int) -> int:
+        return max(self.min_replicas, min(self.max_replicas, replicas))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleetcast_operator.autoscaler.policy import Load, Recommendation, ScalingRules, decide, recommend
+from fleetcast_operator.autoscaler.policy import Load, Recommendation, decide, recommend
+from fleetcast_operator.gateway.spec import ScalingRules
 
 RULES = ScalingRules(
     min_replicas=1, max_replicas=10, target_per_pod=5000, down_stabilization=60, up_max_step=4, down_max_step=2

@@ -1,10 +1,14 @@
-"""The autoscaler's hands: the Deployment's replicas and a pod's deletion cost. Nothing else writes them."""
+"""The hands of the autoscaler and the drain: the Deployment's replicas and a pod's deletion cost. Nothing else
+writes them."""
 
 from __future__ import annotations
 
-from fleetcast_operator.drain.planner import DELETION_COST_ANNOTATION, DRAINED_DELETION_COST
 from fleetcast_operator.gateway.resources import child_name
 from fleetcast_operator.kube import Kube
+
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+DRAINED_DELETION_COST = "-1000"
+"""Below the default of 0, so the ReplicaSet removes drained pods before any other ready pod."""
 
 
 async def scale_to(kube: Kube, namespace: str, gateway: str, replicas: int) -> None:
