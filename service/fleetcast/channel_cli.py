@@ -56,6 +56,9 @@ def add_channel_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     set_.add_argument(
         "--publish-anonymous", action=argparse.BooleanOptionalAction, help="publishing without credentials (demo)"
     )
+    set_.add_argument(
+        "--max-subscribers-per-pod", type=int, help="subscribers of one channel each pod admits; 0 for unlimited"
+    )
     set_.add_argument("--idle-ttl", help="forget channels idle this long: 24h, 7d; 'none' to keep them forever")
     redis_flag(set_)
 
@@ -140,6 +143,11 @@ def _changed_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, A
         spec["subscribe"]["userScoped"] = args.user_scoped
     if args.publish_anonymous is not None:
         spec["publish"]["anonymous"] = args.publish_anonymous
+    if args.max_subscribers_per_pod is not None:
+        if args.max_subscribers_per_pod == 0:
+            limits.pop("maxSubscribersPerPod", None)
+        else:
+            limits["maxSubscribersPerPod"] = args.max_subscribers_per_pod
     if args.idle_ttl is not None:
         history["idleTtl"] = None if args.idle_ttl.lower() == "none" else args.idle_ttl
     return spec

@@ -81,6 +81,12 @@ class Unavailable(FleetcastError):
     retry_after = 1.0
 
 
+class ChannelFull(Unavailable):
+    """The channel has as many subscribers on this pod as its policy admits."""
+
+    code = "channel_full"
+
+
 class BrokerUnavailable(Unavailable):
     """The broker (Redis) cannot be reached; nothing was written."""
 

@@ -15,6 +15,7 @@ from fleetcast.contract.policy import ChannelPolicy, parse_duration
         ChannelPolicy(),
         ChannelPolicy(history_max_events=None, history_max_age=3600.0),
         ChannelPolicy(transports=("sse",), slow_consumer="conflate", conflate_by="team", publish_per_second=2.5),
+        ChannelPolicy(max_subscribers_per_pod=3),
     ],
 )
 def test_policy_round_trips_through_its_stored_json(policy: ChannelPolicy) -> None:
@@ -31,6 +32,8 @@ def test_policy_round_trips_through_its_stored_json(policy: ChannelPolicy) -> No
         ({"limits": {"maxMessageBytes": 10**9}}, "limits.maxMessageBytes"),
         ({"slowConsumer": {"policy": "ignore"}}, "slowConsumer.policy"),
         ({"publish": {"fromClients": "yes"}}, "fromClients"),
+        ({"limits": {"maxSubscribersPerPod": 0}}, "limits.maxSubscribersPerPod"),
+        ({"limits": {"maxSubscribersPerPod": True}}, "limits.maxSubscribersPerPod"),
     ],
 )
 def test_bad_specs_name_the_field(spec: dict[str, object], field: str) -> None:

@@ -72,6 +72,9 @@ class ChannelPolicy:
     """Largest event payload accepted (the encoded ``data``)."""
     publish_per_second: float | None = None
     """Token-bucket rate for publishes on one channel of the family; None: unlimited."""
+    max_subscribers_per_pod: int | None = None
+    """Subscribers of one channel of the family that each pod admits; the next gets a transient refusal (and
+    reconnects, perhaps to a pod with room). None: unlimited."""
     slow_consumer: SlowConsumerPolicy = "disconnect"
     """What to do with a subscriber whose outbox is full."""
     slow_consumer_buffer: int = 1000
@@ -93,6 +96,8 @@ class ChannelPolicy:
         limits: dict[str, Any] = {"maxMessageBytes": self.max_message_bytes}
         if self.publish_per_second is not None:
             limits["publishPerSecond"] = self.publish_per_second
+        if self.max_subscribers_per_pod is not None:
+            limits["maxSubscribersPerPod"] = self.max_subscribers_per_pod
         return {
             "transports": list(self.transports),
             "history": history,
@@ -150,6 +155,9 @@ class ChannelPolicy:
         rate = limits.get("publishPerSecond")
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
             raise ValueError(f"limits.publishPerSecond must be a number > 0, got {rate!r}")
+        max_subscribers = limits.get("maxSubscribersPerPod")
+        if max_subscribers is not None and (not _is_int(max_subscribers) or max_subscribers < 1):
+            raise ValueError(f"limits.maxSubscribersPerPod must be a whole number >= 1, got {max_subscribers!r}")
 
         policy = slow.get("policy", defaults.slow_consumer)
         if policy not in SLOW_CONSUMER_POLICIES:
@@ -172,6 +180,7 @@ class ChannelPolicy:
             subscribe_user_scoped=_flag(subscribe, "userScoped", defaults.subscribe_user_scoped),
             max_message_bytes=max_bytes,
             publish_per_second=float(rate) if rate is not None else None,
+            max_subscribers_per_pod=max_subscribers,
             slow_consumer=policy,
             slow_consumer_buffer=buffer,
             conflate_by=conflate_by,

@@ -29,7 +29,7 @@ from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects, ids
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
-from fleetcast.errors import BadRequest, FleetcastError, Forbidden, InvalidEventId, RateLimited
+from fleetcast.errors import BadRequest, ChannelFull, FleetcastError, Forbidden, InvalidEventId, RateLimited
 from fleetcast.hub.batch import Batch
 from fleetcast.hub.hub import Hub
 from fleetcast.observability import tracing
@@ -256,6 +256,9 @@ class Session:
             raise BadRequest(f"already subscribed to {channel!r}")
         if len(self.subscriptions) >= self.limits.max_channels:
             raise BadRequest(f"a connection may subscribe to at most {self.limits.max_channels} channels")
+        cap = policy.max_subscribers_per_pod
+        if cap is not None and self.hub.subscriber_count(channel) >= cap:
+            raise ChannelFull(f"{channel!r} has the {cap} subscribers this pod admits; try again in a moment")
         subscription = Subscription(self, channel, policy)
         self.subscriptions[channel] = subscription
         try:

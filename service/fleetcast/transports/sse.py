@@ -30,7 +30,7 @@ from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects, sse
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
-from fleetcast.errors import BrokerUnavailable
+from fleetcast.errors import BrokerUnavailable, Unavailable
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
 
@@ -187,8 +187,11 @@ class SseStream(Response):
         try:
             try:
                 await session.join(self.channel, self.policy, self.since)
-            except BrokerUnavailable:
-                session.close(disconnects.BROKER_DOWN)
+            except Unavailable as refusal:
+                # Transient (broker down, channel full): "come back later", never a 5xx, which EventSource
+                # would take as final.
+                broker = isinstance(refusal, BrokerUnavailable)
+                session.close(disconnects.BROKER_DOWN if broker else disconnects.OVERLOADED)
             await _pump(wire, pod.settings.limits.sse_heartbeat_seconds)
             await wire.finish()
         finally:
