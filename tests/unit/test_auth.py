@@ -173,6 +173,21 @@ def test_verified_tokens_are_remembered_until_they_expire_or_the_keys_change(
     assert len(check._verified) == 8
 
 
+def test_the_hmac_key_check_runs_once_per_secret(keys: Keys, tmp_path: Any) -> None:
+    """PyJWT's refusal of a public key used as an HMAC secret still holds: per secret, once, and a key file that
+    holds a public key is refused when the gateway starts."""
+    check = verifier(hmac_secret=SECRET)
+    token = jwt.encode(claims(sub="u1"), SECRET, algorithm="HS256")
+    assert check.verify(token).sub == "u1"
+    pem = keys.public_key_file.read_bytes()
+    confused = verifier(hmac_secret=pem)
+    with pytest.raises(InvalidToken):
+        confused.verify(hand_signed({"alg": "HS256", "typ": "JWT"}, claims(sub="x"), pem))
+    (tmp_path / "secret").write_bytes(pem)
+    with pytest.raises(KeyFileError, match="public key"):
+        read_secret(str(tmp_path / "secret"))
+
+
 def test_the_cheap_header_read_never_decides_alone() -> None:
     """The header is read leniently to choose a key; a header PyJWT would not read the same way is refused."""
     check = verifier(hmac_secret=SECRET)

@@ -20,6 +20,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import HMACAlgorithm
 
 from fleetcast.auth.tokens import HMAC_ALGORITHMS, MIN_HMAC_SECRET_BYTES, PublicKey
 
@@ -37,6 +38,10 @@ def read_secret(path: str) -> bytes:
     secret = _read(path).strip()
     if len(secret) < MIN_HMAC_SECRET_BYTES:
         raise KeyFileError(f"{path}: an HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes")
+    try:
+        HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+    except jwt.InvalidKeyError:
+        raise KeyFileError(f"{path}: holds a public key or certificate, not a shared secret") from None
     return secret
 
 
