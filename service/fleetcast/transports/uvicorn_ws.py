@@ -7,9 +7,9 @@ core can write pre-built frames straight to the transport, one buffer per connec
 transport's write-buffer size to judge slow consumers. Everything else (handshake, pings, close handshake,
 reading client frames) stays uvicorn's.
 
-It relies on the attributes of ``WebSocketsSansIOProtocol`` that its own ``send`` uses (``conn``, ``transport``,
-``close_sent``, ``handshake_complete``, ``disconnected``, ``writable``, ``queue``); the test suite runs against
-the pinned uvicorn range.
+This module is the only place that touches uvicorn's internals: the attributes of ``WebSocketsSansIOProtocol``
+in :data:`UVICORN_ATTRIBUTES`, the ones its own ``send`` uses. ``tests/unit/test_uvicorn_canary.py`` opens a real
+connection through this class and fails, naming what is missing, on a uvicorn that no longer has them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,21 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+UVICORN_ATTRIBUTES = (
+    "conn",
+    "transport",
+    "loop",
+    "queue",
+    "writable",
+    "handshake_complete",
+    "close_sent",
+    "disconnected",
+    "read_paused",
+    "close_timer",
+    "request",
+    "response",
+)
+"""What :class:`FrameWriter` and :class:`FleetcastWebSocketProtocol` read or write on uvicorn's protocol."""
 EXTENSION = "fleetcast.frames"
 ABORT_AFTER_CLOSE_SECONDS = 10.0
 """A client that does not read our close frame within this time (a stuck reader) is cut off."""
