@@ -116,14 +116,19 @@ class DrainController:
                 await self._task
 
     async def wait(self, timeout: float) -> bool:
-        """Wait until the drain is done; False on timeout or if none was started."""
-        if self._task is None:
+        """Wait until the drain is done; False on timeout, if none was started, or if it was cancelled (the
+        server stopped first)."""
+        if self._task is None or self._task.cancelled():
             return False
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(self._task)
         except TimeoutError:
             return False
+        except asyncio.CancelledError:
+            if self._task.cancelled():  # the drain was cancelled, not this wait
+                return False
+            raise
         return True
 
     async def _run(self, rate: float, timeout: float) -> None:
