@@ -44,9 +44,12 @@ async def test_steps_pace_and_advice() -> None:
     drain = DrainController(live, DrainSettings(rate=50, timeout=30, propagation_seconds=0.1, reconnect_delay_ms=800))
     drain.on_state = lambda: changes.append(drain.state)
     assert drain.begin()
-    assert drain.draining and drain.accepting and drain.remaining == 40
+    assert drain.draining
+    assert drain.accepting
+    assert drain.remaining == 40
     await asyncio.sleep(0.05)
-    assert drain.accepting and drain.closed == 0  # endpoints are still being updated: keep serving
+    assert drain.accepting
+    assert drain.closed == 0
     assert await drain.wait(10)
     assert (drain.state, drain.accepting, drain.closed, drain.remaining) == ("drained", False, 40, 0)
     assert changes == ["draining", "drained"]
@@ -62,7 +65,8 @@ async def test_the_deadline_closes_the_rest_at_once() -> None:
     drain = DrainController(live, DrainSettings(rate=1, timeout=0.3, propagation_seconds=0.0))
     drain.begin()
     assert await drain.wait(5)
-    assert drain.closed == 30 and all(w.closed for w in wires)
+    assert drain.closed == 30
+    assert all(w.closed for w in wires)
 
 
 async def test_a_second_start_only_adds_exit() -> None:
@@ -85,5 +89,6 @@ async def test_close_cancels_a_drain_in_progress() -> None:
     drain.begin()
     await asyncio.sleep(0.05)
     await drain.close()
-    assert drain.state == "draining" and 0 < len(live) < 5
+    assert drain.state == "draining"
+    assert 0 < len(live) < 5
     assert not await drain.wait(0.1)  # a waiter (the admin endpoint) hears "not drained", not a cancellation

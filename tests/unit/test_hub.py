@@ -77,7 +77,8 @@ async def test_a_broken_subscriber_does_not_starve_the_others(hub: tuple[Hub, Me
     await made.join("room:1", Broken())
     await made.join("room:1", after)
     ids = await publish(broker, "room:1", 2)
-    assert before.ids == ids and after.ids == ids
+    assert before.ids == ids
+    assert after.ids == ids
 
 
 async def test_channels_are_watched_while_they_have_subscribers(hub: tuple[Hub, MemoryBroker]) -> None:
@@ -90,7 +91,8 @@ async def test_channels_are_watched_while_they_have_subscribers(hub: tuple[Hub, 
     await made.sweep()  # within the grace period: still watched
     await made.join("room:1", second)
     ids = await publish(broker, "room:1", 1)
-    assert second.ids == ids and first.ids == []
+    assert second.ids == ids
+    assert first.ids == []
 
     made.leave("room:1", second)
     await asyncio.sleep(0.25)
@@ -143,7 +145,8 @@ async def test_lost_history_reaches_every_subscriber_of_the_channel_only(hub: tu
     await made.join("room:1", here)
     await made.join("room:2", elsewhere)
     made.lost("room:1", "5-0", "9-0")
-    assert here.gaps == [("5-0", "9-0")] and elsewhere.gaps == []
+    assert here.gaps == [("5-0", "9-0")]
+    assert elsewhere.gaps == []
 
 
 def page(channel: str, ids: Sequence[str]) -> list[Event]:
