@@ -4,6 +4,7 @@ admin token; the public port knows none of them; ``fleetcast drain`` fails loudl
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 
@@ -133,15 +134,28 @@ def test_drain_command_drains_a_live_pod_with_the_token_it_generated(via: str) -
         pod.cleanup()
 
 
-def test_admin_port_equal_to_the_public_port_stops_the_pod_with_a_message() -> None:
-    """A pod whose admin port is its public port refuses to start, saying why."""
+def test_admin_port_in_use_or_equal_to_the_public_port_stops_the_pod_with_a_message() -> None:
+    """A pod whose admin port is its public port, or taken by another process, refuses to start and says why
+    (a laptop's Prometheus on 9090, say); it leaves no token file behind."""
     port = free_port()
-    result = subprocess.run(
-        [PYTHON, "-m", "fleetcast", "serve", "--port", str(port), "--admin-port", str(port)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "the admin port needs its own" in result.stderr
+
+    def serve(admin_port: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "fleetcast", "serve", "--port", str(port), "--admin-port", str(admin_port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    same = serve(port)
+    assert same.returncode != 0
+    assert "the admin port needs its own" in same.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        in_use = serve(busy)
+    assert in_use.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{busy}" in in_use.stderr
+    assert not generated_path(busy).exists()
