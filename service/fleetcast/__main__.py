@@ -216,8 +216,9 @@ def serve(settings: Settings, log_level: str, admin_token: str | None) -> None:
 def drain(admin_port: int, token_file: str | None, timeout: float) -> int:
     """Ask the local pod to drain and wait until it is done (or the process is gone): the preStop hook.
 
-    Success is an answer from the pod: nothing listening on the admin port, a refusal or a drain that outlives
-    ``timeout`` exit 1 with a message, so the kubelet's event for the hook says what went wrong.
+    It succeeds only on the pod's word. No token file, nothing listening on the admin port, a refusal, or a
+    drain that outlives ``timeout`` each exit 1 with a message, so the kubelet's event for the hook says what
+    went wrong.
     """
     import time
 
@@ -237,7 +238,7 @@ def drain(admin_port: int, token_file: str | None, timeout: float) -> int:
         try:
             started = client.post("/internal/drain")
         except httpx.TransportError as exc:
-            print(f"cannot drain: nothing answers on {base} ({exc or type(exc).__name__})", file=sys.stderr)
+            print(f"cannot drain: nothing answers on {base} ({str(exc) or type(exc).__name__})", file=sys.stderr)
             return 1
         if started.status_code != 202:
             print(f"drain refused: {started.status_code} {started.text}", file=sys.stderr)
