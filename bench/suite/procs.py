@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ws_fastpath import HOST, ROOT, HttpConnection, child_env, cpu_seconds, free_port, stop, wait_healthy
-from fleetcast import admin_token
+from fleetcast.auth import admin_token
 
 PEER_DIR = ROOT / "bench" / "peers" / "socketio"
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -159,7 +159,7 @@ def check_auth(auth: AuthSettings) -> None:
 
 def admin_token_for(admin: AdminSettings) -> tuple[str | None, Path | None]:
     """The admin token (None: no admin listener) and the file this process generated for it, if it did."""
-    from fleetcast import admin_token
+    from fleetcast.auth import admin_token
 
     if not admin.port:
         return None, None
@@ -224,7 +224,7 @@ def drain(admin_port: int, token_file: str | None, timeout: float) -> int:
 
     import httpx
 
-    from fleetcast import admin_token
+    from fleetcast.auth import admin_token
 
     base = f"http://127.0.0.1:{admin_port}"
     try:

@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import kmock
 
-from fleetcast.admin_token import generated_path
+from fleetcast.auth.admin_token import generated_path
 from tests.operator.harness import create, current, delete, new_object
 from tests.support.gateway import GatewayProcess
 from tests.support.processes import PYTHON, free_port

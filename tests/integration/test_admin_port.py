@@ -11,7 +11,7 @@ import subprocess
 import httpx
 import pytest
 
-from fleetcast.admin_token import generated_path
+from fleetcast.auth.admin_token import generated_path
 from tests.support.front import front
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.processes import PYTHON, free_port

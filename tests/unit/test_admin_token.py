@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetcast.admin_token import AdminTokenError, generate, read
+from fleetcast.auth.admin_token import AdminTokenError, generate, read
 
 
 def test_generated_token_is_private_fresh_and_never_written_through_a_link(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Admin endpoints: start a drain and watch it. Served on the admin listener only, and only with the admin
-token (:mod:`fleetcast.admin_token`): where a request comes from grants nothing, since a proxy in the pod
+token (:mod:`fleetcast.auth.admin_token`): where a request comes from grants nothing, since a proxy in the pod
 forwards over loopback."""
 
 from __future__ import annotations
