@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fleetcast import channel_cli, token_cli
@@ -19,7 +19,9 @@ _WS_FRAME_OVERHEAD = 64 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: object, help: str) -> None:
+def _option(
+    parser: argparse.ArgumentParser, name: str, kind: Callable[[str], object], default: object, help: str
+) -> None:
     """``--<name>``, defaulting to ``FLEETCAST_<NAME>`` from the environment, else ``default``; a malformed
     environment value is refused with its name, not a traceback."""
     raw = env(name)
@@ -33,14 +35,22 @@ def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: obj
     parser.add_argument(f"--{name}", type=kind, default=value, help=f"{help} (%(default)s)")
 
 
+def port(raw: str) -> int:
+    """A TCP port number, or 0 for ``off``."""
+    value = 0 if raw.strip().lower() == "off" else int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError(raw)
+    return value
+
+
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
     server, limits, drain, auth = ServerSettings(), LimitSettings(), DrainSettings(), AuthSettings()
     admin = AdminSettings()
-    options: list[tuple[str, type, object, str]] = [
+    options: list[tuple[str, Callable[[str], object], object, str]] = [
         ("host", str, server.host, "address to listen on"),
         ("port", int, server.port, "port to listen on"),
-        ("admin-port", int, admin.port, "port of /internal/*, /metrics and the API docs (0: off)"),
+        ("admin-port", port, admin.port, "port of /internal/*, /metrics and the API docs (0 or 'off': none)"),
         ("admin-token-file", str, None, "file with the admin token (unset: generated into the temp directory)"),
         ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
         ("gateway", str, server.gateway, "the Gateway this pod belongs to"),

@@ -159,3 +159,14 @@ def test_admin_port_in_use_or_equal_to_the_public_port_stops_the_pod_with_a_mess
     assert in_use.returncode != 0
     assert f"cannot listen on 127.0.0.1:{busy}" in in_use.stderr
     assert not generated_path(busy).exists()
+
+
+async def test_admin_port_off_serves_nothing_extra() -> None:
+    """``--admin-port off`` (or 0, or FLEETCAST_ADMIN_PORT=off): no admin listener, and the public port still
+    answers 404 for admin, metrics and docs."""
+    with gateway(*QUICK_STOP, "--admin-port", "off") as pod:
+        async with httpx.AsyncClient(base_url=pod.url, timeout=5) as http:
+            for path in ADMIN_ONLY:
+                assert (await http.get(path, headers=pod.admin_headers)).status_code == 404, path
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"{pod.admin_url}/metrics")
