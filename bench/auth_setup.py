@@ -154,7 +154,7 @@ async def fan_out_cost(port: int, pid: int, kind: str, tokens: list[str], events
 async def pod(secret_file: Path, log: Path) -> AsyncIterator[tuple[int, int]]:
     port = free_port()
     command = [sys.executable, "-m", "fleetcast", "serve", "--port", str(port), "--log-level", "warning",
-               "--jwt-secret-file", str(secret_file), "--max-connections", "100000"]  # fmt: skip
+               "--jwt-secret-file", str(secret_file), "--max-connections", "100000", "--admin-port", "0"]  # fmt: skip
     async with started(command, log) as process:
         await wait_healthy(port, process)
         yield port, process.pid

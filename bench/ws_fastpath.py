@@ -59,7 +59,8 @@ class Variant:
 
     def server_command(self, port: int) -> list[str]:
         if self.fleetcast:
-            return [sys.executable, "-m", "fleetcast", "serve", "--port", str(port), "--log-level", "warning"]
+            return [sys.executable, "-m", "fleetcast", "serve", "--port", str(port), "--log-level", "warning",
+                    "--admin-port", "0"]  # fmt: skip
         return [sys.executable, "-m", "bench.ws_naive_app", "--mode", self.mode, "--port", str(port)]
 
     def client_path(self) -> str:
@@ -155,8 +156,10 @@ class HttpConnection:
         reader, writer = await asyncio.open_connection(HOST, port)
         return cls(reader, writer)
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, body: bytes = b"", token: str = "") -> tuple[int, bytes]:
         head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(body)}\r\n"
+        if token:
+            head += f"Authorization: Bearer {token}\r\n"
         if body:
             head += "Content-Type: application/json\r\n"
         self._writer.write(head.encode() + b"\r\n" + body)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ws_fastpath import HOST, ROOT, HttpConnection, child_env, cpu_seconds, free_port, stop, wait_healthy
+from fleetcast.auth import admin_token
 
 PEER_DIR = ROOT / "bench" / "peers" / "socketio"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -97,6 +98,11 @@ class Pod:
     server: str
     port: int
     pid: int
+    admin_port: int = 0
+    """fleetcast's admin listener (drain), with the token the pod generated; 0 for the peer."""
+
+    def admin_token(self) -> str:
+        return admin_token.read(admin_token.generated_path(self.admin_port))
 
     def cpu(self) -> float:
         return cpu_total(self.pid)
@@ -105,11 +111,12 @@ class Pod:
         return rss_bytes(self.pid)
 
 
-def fleetcast_command(port: int, redis: Redis, name: str, extra: Sequence[str] = ()) -> list[str]:
+def fleetcast_command(port: int, redis: Redis, name: str, extra: Sequence[str] = (), admin_port: int = 0) -> list[str]:
+    """``fleetcast serve`` for one pod; ``admin_port`` 0 leaves its admin listener off."""
     return [
         sys.executable, "-m", "fleetcast", "serve", "--port", str(port), "--redis-url", redis.url,
         "--pod-name", name, "--log-level", "warning", "--history-max-events", "2000",
-        "--max-connections", "20000", *extra,
+        "--max-connections", "20000", "--admin-port", str(admin_port), *extra,
     ]  # fmt: skip
 
 
@@ -120,10 +127,14 @@ def peer_command(port: int, redis: Redis, extra: Sequence[str] = ()) -> list[str
 @contextlib.asynccontextmanager
 async def pod(server: str, redis: Redis, workdir: Path, name: str, extra: Sequence[str] = ()) -> AsyncIterator[Pod]:
     port = free_port()
-    command = fleetcast_command(port, redis, name, extra) if server == "fleetcast" else peer_command(port, redis, extra)
+    admin_port = free_port() if server == "fleetcast" else 0
+    if server == "fleetcast":
+        command = fleetcast_command(port, redis, name, extra, admin_port)
+    else:
+        command = peer_command(port, redis, extra)
     async with process(command, workdir / f"{server}-{name}.log") as child:
         await wait_healthy(port, child)
-        yield Pod(server, port, child.pid)
+        yield Pod(server, port, child.pid, admin_port)
 
 
 class LoadClient:
@@ -173,10 +184,10 @@ async def load_client(workdir: Path) -> AsyncIterator[LoadClient]:
         await stop(child, signal.SIGTERM)
 
 
-async def http_json(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
+async def http_json(port: int, method: str, path: str, body: bytes = b"", token: str = "") -> tuple[int, Any]:
     connection = await HttpConnection.open(port)
     try:
-        status, text = await connection.request(method, path, body)
+        status, text = await connection.request(method, path, body, token)
     finally:
         connection.close()
     return status, json.loads(text) if text else None

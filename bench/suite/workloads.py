@@ -248,12 +248,13 @@ async def w6(ctx: Context, server: str, rate: float = 50.0) -> dict[str, Any]:
         await asyncio.sleep(2.0)
         async with profiled(ctx, a.pid, "W6-drained-pod"):
             started = time.monotonic()
-            status, _ = await procs.http_json(a.port, "POST", "/internal/drain?exit=false")
+            token = a.admin_token()
+            status, _ = await procs.http_json(a.admin_port, "POST", "/internal/drain?exit=false", token=token)
             if status != 202:
                 raise RuntimeError(f"drain answered {status}")
             state: dict[str, Any] = {}
             while time.monotonic() - started < 60:
-                _, state = await procs.http_json(a.port, "GET", "/internal/drain")
+                _, state = await procs.http_json(a.admin_port, "GET", "/internal/drain", token=token)
                 if state["state"] == "drained":
                     break
                 await asyncio.sleep(0.05)

@@ -6,19 +6,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fleetcast import channel_cli, token_cli
 from fleetcast.auth.authenticator import AuthSettings
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
 from fleetcast.drain.controller import DrainSettings
-from fleetcast.settings import BrokerSettings, LimitSettings, ServerSettings, Settings, env
+from fleetcast.settings import AdminSettings, BrokerSettings, LimitSettings, ServerSettings, Settings, env
 
 _WS_FRAME_OVERHEAD = 64 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: object, help: str) -> None:
+def _option(
+    parser: argparse.ArgumentParser, name: str, kind: Callable[[str], object], default: object, help: str
+) -> None:
     """``--<name>``, defaulting to ``FLEETCAST_<NAME>`` from the environment, else ``default``; a malformed
     environment value is refused with its name, not a traceback."""
     raw = env(name)
@@ -32,12 +35,23 @@ def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: obj
     parser.add_argument(f"--{name}", type=kind, default=value, help=f"{help} (%(default)s)")
 
 
+def port(raw: str) -> int:
+    """A TCP port number, or 0 for ``off``."""
+    value = 0 if raw.strip().lower() == "off" else int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError(raw)
+    return value
+
+
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
     server, limits, drain, auth = ServerSettings(), LimitSettings(), DrainSettings(), AuthSettings()
-    options: list[tuple[str, type, object, str]] = [
+    admin = AdminSettings()
+    options: list[tuple[str, Callable[[str], object], object, str]] = [
         ("host", str, server.host, "address to listen on"),
         ("port", int, server.port, "port to listen on"),
+        ("admin-port", port, admin.port, "port of /internal/*, /metrics and the API docs (0 or 'off': none)"),
+        ("admin-token-file", str, None, "file with the admin token (unset: generated into the temp directory)"),
         ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
         ("gateway", str, server.gateway, "the Gateway this pod belongs to"),
         ("redis-url", str, None, "Redis to share events through (unset: the embedded broker)"),
@@ -53,7 +67,6 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("key-reload-seconds", float, auth.key_reload_seconds, "how often key files are checked for rotation"),
         ("allowed-origins", str, "", "comma-separated web origins that may use the gateway besides its own"),
         ("token-cookie", str, auth.token_cookie, "cookie that SSE, history and info requests may carry a token in"),
-        ("admin-token", str, None, "token for admin endpoints off loopback"),
         ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
@@ -89,7 +102,8 @@ def _add_drain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     drain = subparsers.add_parser(
         "drain", help="drain the pod on this machine and wait until it is empty (the preStop hook runs this)"
     )
-    _option(drain, "port", int, ServerSettings().port, "the local pod's port")
+    _option(drain, "admin-port", int, AdminSettings().port, "the local pod's admin port")
+    _option(drain, "admin-token-file", str, None, "file with the admin token (unset: the one the pod generated)")
     timeout = env("drain-timeout")
     drain.add_argument(
         "--timeout",
@@ -102,6 +116,7 @@ def _add_drain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         server=ServerSettings(host=args.host, port=args.port, pod_name=args.pod_name, gateway=args.gateway),
+        admin=AdminSettings(port=args.admin_port, token_file=args.admin_token_file or None),
         broker=BrokerSettings(
             redis_url=args.redis_url or None,
             history_max_events=args.history_max_events,
@@ -121,7 +136,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
             publish_key=args.publish_key or None,
             allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
             token_cookie=args.token_cookie,
-            admin_token=args.admin_token or None,
         ),
         limits=LimitSettings(
             outbox_max_bytes=args.outbox_max_bytes,
@@ -153,20 +167,36 @@ def check_auth(auth: AuthSettings) -> None:
     read_publish_keys(auth.publish_keys_dir, auth.publish_key)
 
 
-def serve(settings: Settings, log_level: str) -> None:
+def admin_token_for(admin: AdminSettings) -> tuple[str | None, Path | None]:
+    """The admin token (None: no admin listener) and the file this process generated for it, if it did."""
+    from fleetcast.auth import admin_token
+
+    if not admin.port:
+        return None, None
+    if admin.token_file:
+        return admin_token.read(admin.token_file), None
+    path = admin_token.generated_path(admin.port)
+    return admin_token.generate(path), path
+
+
+def serve(settings: Settings, log_level: str, admin_token: str | None) -> None:
     import uvicorn
 
     from fleetcast.app import create_app
     from fleetcast.observability import tracing
     from fleetcast.pod import Pod
-    from fleetcast.server import GatewayServer
+    from fleetcast.server import GatewayServer, listen
     from fleetcast.transports.uvicorn_ws import FleetcastWebSocketProtocol
 
+    # Both listeners are bound before anything starts, so a port in use stops the pod at once with its address.
+    sockets = [listen(settings.server.host, settings.server.port)]
+    if admin_token is not None:
+        sockets.append(listen(settings.server.host, settings.admin.port))
     # Before the pod: its hub and publisher take the tracer (or None, tracing off) when they are made.
     tracing.setup_from_environment("fleetcast")
     pod = Pod(settings)
     config = uvicorn.Config(
-        create_app(settings, pod),
+        create_app(settings, pod, admin_token),
         host=settings.server.host,
         port=settings.server.port,
         http="httptools",
@@ -182,35 +212,58 @@ def serve(settings: Settings, log_level: str) -> None:
         # After a drain nothing should be left open; this only bounds shutdown if something is.
         timeout_graceful_shutdown=5,
     )
+    where = f"{settings.server.host}:{settings.server.port}"
+    admin = f"admin port {settings.admin.port}" if admin_token is not None else "no admin port"
+    logging.getLogger("fleetcast").info("serving on %s, %s", where, admin)
     try:
-        GatewayServer(config, pod.drain).run()
+        GatewayServer(config, pod.drain).run(sockets=sockets)
     finally:
+        for sock in sockets:
+            sock.close()
         tracing.shutdown()  # flush the spans still queued for export
 
 
-def drain(port: int, timeout: float) -> int:
-    """Ask the local pod to drain and wait until it is done (or the process is gone): the preStop hook."""
+def drain(admin_port: int, token_file: str | None, timeout: float) -> int:
+    """Ask the local pod to drain and wait until it is done (or the process is gone): the preStop hook.
+
+    It succeeds only on the pod's word. No token file, nothing listening on the admin port, a refusal, or a
+    drain that outlives ``timeout`` each exit 1 with a message, so the kubelet's event for the hook says what
+    went wrong.
+    """
     import time
 
     import httpx
 
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
+    from fleetcast.auth import admin_token
+
+    base = f"http://127.0.0.1:{admin_port}"
     try:
-        started = httpx.post(f"{base}/internal/drain", timeout=5)
-        started.raise_for_status()
-        while time.monotonic() < deadline:
-            status = httpx.get(f"{base}/internal/drain", timeout=5).json()
-            if status["state"] == "drained":
-                print(f"drained: {status['closed']} sessions closed")
-                return 0
-            time.sleep(0.5)
-    except httpx.TransportError:
-        print("the pod stopped listening: drained")
-        return 0
-    except httpx.HTTPStatusError as exc:
-        print(f"drain refused: {exc.response.status_code} {exc.response.text}", file=sys.stderr)
+        token = admin_token.read(token_file or admin_token.generated_path(admin_port))
+    except admin_token.AdminTokenError as exc:
+        print(f"cannot drain: {exc} (is a pod with --admin-port {admin_port} running here?)", file=sys.stderr)
         return 1
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base, headers=headers, timeout=5) as client:
+        try:
+            started = client.post("/internal/drain")
+        except httpx.TransportError as exc:
+            print(f"cannot drain: nothing answers on {base} ({str(exc) or type(exc).__name__})", file=sys.stderr)
+            return 1
+        if started.status_code != 202:
+            print(f"drain refused: {started.status_code} {started.text}", file=sys.stderr)
+            return 1
+        try:
+            while time.monotonic() < deadline:
+                status = client.get("/internal/drain").json()
+                if status["state"] == "drained":
+                    print(f"drained: {status['closed']} sessions closed")
+                    return 0
+                time.sleep(0.5)
+        except httpx.TransportError:
+            # The drain was accepted with exit: the pod exits when done, which can come between two polls.
+            print("drained: the pod stopped listening after accepting the drain")
+            return 0
     print(f"drain still running after {timeout} s", file=sys.stderr)
     return 1
 
@@ -226,13 +279,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_from(args)
+        if settings.admin.port and settings.admin.port == settings.server.port:
+            parser.error(f"--admin-port {settings.admin.port} is the public port: the admin port needs its own")
         try:
             check_auth(settings.auth)
+            token, generated = admin_token_for(settings.admin)
         except ValueError as exc:  # KeyFileError included: a bad key file is named, its content never shown
             parser.error(str(exc))
-        serve(settings, args.log_level)
+        try:
+            serve(settings, args.log_level, token)
+        finally:
+            if generated is not None:
+                generated.unlink(missing_ok=True)
     elif args.command == "drain":
-        sys.exit(drain(args.port, args.timeout))
+        sys.exit(drain(args.admin_port, args.admin_token_file or None, args.timeout))
     elif args.command == "channel":
         sys.exit(channel_cli.run(args))
     elif args.command == "token":

@@ -5,6 +5,10 @@ holds its shutdown. A pod that is told to stop (scale-down, rolling update, node
 clients away at a paced rate first. So the first SIGTERM starts the drain (with exit), and the server stops when
 the drain is done (a drain already running is told to exit when done); a second SIGTERM,
 or SIGINT (Ctrl-C on a laptop), stops at once as uvicorn always does.
+
+One server serves both of the pod's listeners, the public port and the admin port (:func:`listen`, then
+``run(sockets=...)``): one event loop, one lifespan, one shutdown, so the admin port keeps answering drain
+status for as long as the drain runs, and both ports close together.
 """
 
 from __future__ import annotations
@@ -17,6 +21,21 @@ from types import FrameType
 import uvicorn
 
 from fleetcast.drain.controller import DrainController
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for ``run(sockets=...)``; the event loop starts listening on it when
+    the app has started, as uvicorn does with the host and port it binds itself. A port in use is a
+    :class:`SystemExit` with its address, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
 
 
 class GatewayServer(uvicorn.Server):

@@ -22,6 +22,16 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    port: int = 9090
+    """Port of the admin listener (``/internal/*``, ``/metrics``, the OpenAPI docs), on the same address as the
+    public port; 0 turns it off. The gateway's Service does not expose it."""
+    token_file: str | None = None
+    """File holding the admin token (a mounted Secret); None: the pod generates one at start-up and writes it
+    to ``/tmp/fleetcast-admin-<port>.token`` (mode 0600) for ``fleetcast drain``."""
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerSettings:
     redis_url: str | None = None
     """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet)."""
@@ -52,6 +62,7 @@ class LimitSettings:
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)

@@ -51,7 +51,7 @@ async def test_eventsource_survives_a_draining_then_a_full_pod(
         async with api.stream("GET", f"/v1/channels/{CHANNEL}/events") as occupant:
             assert occupant.status_code == 200
             service.target_port = full.port
-            async with httpx.AsyncClient(base_url=draining.url) as admin:
+            async with httpx.AsyncClient(base_url=draining.admin_url, headers=draining.admin_headers) as admin:
                 assert (await admin.post("/internal/drain?exit=false")).status_code == 202
             # While the page is bounced between refusals, events keep coming.
             for n in range(5, 15):

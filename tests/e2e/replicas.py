@@ -8,8 +8,9 @@ kmock's emulator and does what a cluster would do with it, with real processes:
   ReplicaSet's order (``getPodsToDelete``, reduced to what differs here: not-ready pods first, then the lowest
   ``controller.kubernetes.io/pod-deletion-cost``, then the newest) and terminated.
 * **kubelet**: runs the container's command as a ``fleetcast serve`` process with the container's env
-  (``valueFrom.fieldRef metadata.name`` becomes the Pod's name; host and port are the only translation, from
-  the pod network's ``0.0.0.0:8000`` to a free loopback port, as a pod IP would differ per pod); probes
+  (``valueFrom.fieldRef metadata.name`` becomes the Pod's name; host and ports are the only translation, from
+  the pod network's ``0.0.0.0:8000`` and admin port to free loopback ports, as a pod IP would differ per pod;
+  the pod generates its admin token into the shared temporary directory, as into its ``/tmp``); probes
   ``readinessProbe`` at its period; restarts a container that died in place (``restartPolicy: Always``: same
   Pod, same name); terminates a pod as the kubelet does: out of the endpoints at once, the ``preStop`` exec
   (with the container's env), then SIGTERM, then SIGKILL when ``terminationGracePeriodSeconds`` (counted from
@@ -36,6 +37,7 @@ from typing import Any
 import httpx
 import kmock
 
+from fleetcast.auth.admin_token import generated_path
 from tests.operator.harness import create, current, delete, new_object
 from tests.support.gateway import GatewayProcess
 from tests.support.processes import PYTHON, free_port
@@ -99,7 +101,7 @@ class PodRun:
         return container
 
 
-def container_env(container: dict[str, Any], pod_name: str, port: int) -> dict[str, str]:
+def container_env(container: dict[str, Any], pod_name: str, port: int, admin_port: int) -> dict[str, str]:
     """The container's env as process env; fails on a source this fake does not know, never guesses."""
     env: dict[str, str] = {}
     for var in container.get("env", []):
@@ -113,6 +115,8 @@ def container_env(container: dict[str, Any], pod_name: str, port: int) -> dict[s
     # The pod network: each pod listens on its own address; here, its own loopback port.
     env["FLEETCAST_HOST"] = "127.0.0.1"
     env["FLEETCAST_PORT"] = str(port)
+    assert "FLEETCAST_ADMIN_PORT" in env, "the Deployment names no admin port: the preStop drain cannot reach it"
+    env["FLEETCAST_ADMIN_PORT"] = str(admin_port)
     return env
 
 
@@ -218,10 +222,11 @@ class ReplicaController:
         body = new_object("v1", "Pod", name, template["spec"], status={"phase": "Pending"})
         body["metadata"]["labels"] = dict(template["metadata"].get("labels", {}))
         await create(self.k8s, PODS, body)
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         container = template["spec"]["containers"][0]
-        env = container_env(container, name, port)
-        run = PodRun(name, env, template, GatewayProcess(env=env, port=port))
+        env = container_env(container, name, port, admin_port)
+        process = GatewayProcess(env=env, port=port, admin_port=admin_port, generated_token=True)
+        run = PodRun(name, env, template, process)
         self.pods[name] = run
         self.note(f"created {name} on port {port}")
         self._own(self._run_pod(run), f"kubelet {name}")
@@ -268,8 +273,10 @@ class ReplicaController:
         deadline = started + grace
         cost = self._cost(run)
         before: dict[str, Any] | None = None
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            before = (await self._http.get(run.url + "/internal/drain")).json()
+        with contextlib.suppress(httpx.HTTPError, ValueError, OSError):
+            token = generated_path(run.process.admin_port).read_text().strip()
+            headers = {"Authorization": f"Bearer {token}"}
+            before = (await self._http.get(run.process.admin_url + "/internal/drain", headers=headers)).json()
         prestop_rc, output = await self._prestop(run, deadline)
         proc = run.process.proc
         if proc is None:  # its container was being restarted: nothing runs to stop

@@ -71,12 +71,15 @@ async def run_drain(pod_a: GatewayProcess, pod_b: GatewayProcess, trigger: str) 
         publisher = asyncio.create_task(publish_forever(pod_b.url, stop, sent))
         await asyncio.sleep(1.0)
 
-        async with httpx.AsyncClient(base_url=pod_a.url, timeout=10) as admin:
+        async with (
+            httpx.AsyncClient(base_url=pod_a.admin_url, headers=pod_a.admin_headers, timeout=10) as admin,
+            httpx.AsyncClient(base_url=pod_a.url, timeout=10) as public,
+        ):
             if trigger == "endpoint":
                 assert (await admin.post("/internal/drain")).status_code == 202
             else:
                 pod_a.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-            assert (await admin.get("/readyz")).status_code == 503  # unready at once
+            assert (await public.get("/readyz")).status_code == 503  # unready at once
             status: dict[str, object] = {}
             while True:
                 try:
@@ -141,10 +144,11 @@ async def test_heartbeat_shows_the_drain_and_the_remaining_count() -> None:
         try:
             for client in clients:
                 client.start()
-            async with httpx.AsyncClient(base_url=pod.url) as admin:
+            async with httpx.AsyncClient(base_url=pod.url) as public:
                 async with asyncio.timeout(10):
-                    while (await admin.get("/readyz")).json()["connections"]["ws"] < 6:
+                    while (await public.get("/readyz")).json()["connections"]["ws"] < 6:
                         await asyncio.sleep(0.1)
+            async with httpx.AsyncClient(base_url=pod.admin_url, headers=pod.admin_headers) as admin:
                 assert (await admin.post("/internal/drain?exit=false")).status_code == 202
             async with asyncio.timeout(3):
                 while True:
@@ -161,11 +165,12 @@ async def test_heartbeat_shows_the_drain_and_the_remaining_count() -> None:
 def test_sigterm_after_a_prestop_drain_exits_zero() -> None:
     """The kubelet's SIGTERM after a preStop drain stops the pod with exit code 0 (no re-raised signal)."""
     with gateway("--drain-propagation", "0") as pod:
-        assert httpx.post(f"{pod.url}/internal/drain?exit=false", timeout=5).status_code == 202
-        deadline = time.monotonic() + 5
-        while httpx.get(f"{pod.url}/internal/drain", timeout=5).json()["state"] != "drained":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        with httpx.Client(base_url=pod.admin_url, headers=pod.admin_headers, timeout=5) as admin:
+            assert admin.post("/internal/drain?exit=false").status_code == 202
+            deadline = time.monotonic() + 5
+            while admin.get("/internal/drain").json()["state"] != "drained":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
         assert pod.proc is not None
         pod.proc.send_signal(signal.SIGTERM)
         assert pod.proc.wait(timeout=10) == 0

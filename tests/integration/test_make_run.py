@@ -24,7 +24,8 @@ def test_make_run_serves_and_curl_receives_a_published_event() -> None:
     if curl is None:
         pytest.fail("curl is needed for this test (Debian: apt-get install curl)")
     port = free_port()  # FLEETCAST_PORT moves it off 8000 so a developer's own `make run` is left alone
-    env = {**os.environ, "FLEETCAST_PORT": str(port), "FLEETCAST_LOG_LEVEL": "warning"}
+    env = {**os.environ, "FLEETCAST_PORT": str(port), "FLEETCAST_ADMIN_PORT": str(free_port()),
+           "FLEETCAST_LOG_LEVEL": "warning"}  # fmt: skip
     make = subprocess.Popen(
         ["make", "-s", "run"], cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

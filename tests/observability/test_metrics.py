@@ -1,4 +1,4 @@
-"""Acceptance 2 of issue 7: ``GET /metrics`` follows connections, events and a drain."""
+"""Acceptance 2 of issue 7: ``GET /metrics`` (on the admin port) follows connections, events and a drain."""
 
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ async def test_metrics_follow_connections_events_and_a_drain() -> None:
     published, delivered and lag figures rise as they happen, and the drain state, remaining and closed follow."""
     channel = "metrics:room"
     with gateway("--drain-propagation", "0.2", "--drain-rate", "100") as pod:
-        async with httpx.AsyncClient(base_url=pod.url, timeout=5) as http:
+        async with (
+            httpx.AsyncClient(base_url=pod.admin_url, timeout=5) as http,
+            httpx.AsyncClient(base_url=pod.url, timeout=5) as api,
+        ):
             before = await scrape(http)
             assert value(before, "fleetcast_connections", transport="ws") == 0
             assert value(before, "fleetcast_events_published_total") == 0
@@ -68,7 +71,7 @@ async def test_metrics_follow_connections_events_and_a_drain() -> None:
                 assert value(connected, "fleetcast_connections", transport="sse") == 1
 
                 for n in range(5):
-                    response = await http.post(f"/v1/channels/{channel}/events", json={"data": n})
+                    response = await api.post(f"/v1/channels/{channel}/events", json={"data": n})
                     assert response.status_code == 201
                 flowed = await until(http, lambda s: s[("fleetcast_events_delivered_total", frozenset())] == 15)
                 assert value(flowed, "fleetcast_events_published_total") == 5
@@ -77,7 +80,8 @@ async def test_metrics_follow_connections_events_and_a_drain() -> None:
                 assert value(flowed, "fleetcast_publish_to_write_lag_seconds_bucket", le="+Inf") == batches
                 assert value(flowed, "fleetcast_publish_to_write_lag_seconds_bucket", le="1.0") == batches
 
-                assert (await http.post("/internal/drain", params={"exit": "false"})).status_code == 202
+                drain = await http.post("/internal/drain", params={"exit": "false"}, headers=pod.admin_headers)
+                assert drain.status_code == 202
                 draining = await scrape(http)
                 assert value(draining, "fleetcast_drain_state", state="draining") == 1
                 assert value(draining, "fleetcast_drain_state", state="serving") == 0

@@ -49,14 +49,19 @@ async def test_gateway_creates_owned_children(k8s: tuple[kmock.KubernetesEmulato
     assert container["lifecycle"]["preStop"] == {"exec": {"command": ["fleetcast", "drain"]}}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "admin", "containerPort": 9090, "protocol": "TCP"},
+    ]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["FLEETCAST_REDIS_URL"] == redis.url
     assert env["FLEETCAST_GATEWAY"] == "edge"
     assert env["FLEETCAST_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["FLEETCAST_DRAIN_TIMEOUT"] == "45"
     assert env["FLEETCAST_DRAIN_RATE"] == "50.0"
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert env["FLEETCAST_ADMIN_PORT"] == "9090"
+    # The admin port (drain, metrics, docs) stays off the Service.
+    assert [(p["name"], p["targetPort"]) for p in service["spec"]["ports"]] == [("http", "http")]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
     assert ready["status"] == "True"

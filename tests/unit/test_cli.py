@@ -33,3 +33,17 @@ def test_malformed_environment_value_is_named(
     with pytest.raises(SystemExit):
         parse()
     assert "FLEETCAST_MAX_CONNECTIONS='lots' is not a valid int" in capsys.readouterr().err
+
+
+def test_admin_port_takes_off_and_refuses_a_bad_value(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FLEETCAST_ADMIN_PORT=off turns the admin listener off (port 0); an out-of-range port is named."""
+    assert settings_from(parse()).admin.port == 9090
+    monkeypatch.setenv("FLEETCAST_ADMIN_PORT", "off")
+    assert settings_from(parse()).admin.port == 0
+    assert settings_from(parse("--admin-port", "9091")).admin.port == 9091
+    monkeypatch.setenv("FLEETCAST_ADMIN_PORT", "70000")
+    with pytest.raises(SystemExit):
+        parse()
+    assert "FLEETCAST_ADMIN_PORT='70000' is not a valid port" in capsys.readouterr().err

@@ -6,8 +6,10 @@ single writer, and a reconcile of the rest of the spec must not undo a scale.
 
 The pod contract used here is the gateway's (``fleetcast serve``): settings from ``FLEETCAST_*`` environment
 variables, port 8000 named ``http``, ``GET /healthz`` for liveness, ``GET /readyz`` for readiness (503 while
-draining), and ``fleetcast drain`` as the ``preStop`` hook, which drains the pod through its loopback-only
-endpoint before Kubernetes sends SIGTERM.
+draining), and ``fleetcast drain`` as the ``preStop`` hook, which drains the pod before Kubernetes sends SIGTERM.
+The admin listener (``/internal/*``, ``/metrics``, the API docs) is port 9090 named ``admin``: the Service does
+not expose it; the ``preStop`` hook reaches it on 127.0.0.1 with the admin token the pod generated into its
+``/tmp``, and Prometheus scrapes it through the chart's metrics Service.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fleetcast_operator.gateway.spec import AuthSpec, GatewaySpec
 API_VERSION = "fleetcast.dev/v1alpha1"
 KIND = "Gateway"
 CONTAINER_PORT = 8000
+ADMIN_PORT = 9090
 TERMINATION_MARGIN_SECONDS = 30
 """Grace beyond the drain deadline: endpoint propagation before the drain, and process exit after it."""
 MANAGED_BY = "fleetcast-operator"
@@ -76,6 +79,7 @@ def environment(gateway: str, spec: GatewaySpec) -> list[dict[str, Any]]:
         {"name": "FLEETCAST_GATEWAY", "value": gateway},
         {"name": "FLEETCAST_HOST", "value": "0.0.0.0"},
         {"name": "FLEETCAST_PORT", "value": str(CONTAINER_PORT)},
+        {"name": "FLEETCAST_ADMIN_PORT", "value": str(ADMIN_PORT)},
         redis,
         {"name": "FLEETCAST_DRAIN_RATE", "value": repr(spec.drain.connections_per_second)},
         {"name": "FLEETCAST_DRAIN_TIMEOUT", "value": str(spec.drain.timeout_seconds)},
@@ -153,7 +157,11 @@ def deployment(gateway: str, namespace: str, uid: str, spec: GatewaySpec, *, rep
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["fleetcast", "serve"],
         "env": environment(gateway, spec),
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
+            # Not in the Service: the preStop hook (127.0.0.1, admin token) and Prometheus (NetworkPolicy) only.
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+        ],
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 10,

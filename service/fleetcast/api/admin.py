@@ -1,5 +1,6 @@
-"""Admin endpoints: start a drain and watch it. Only from loopback (the ``preStop`` hook runs inside the pod)
-or with the admin token, so nobody outside the pod can drain it."""
+"""Admin endpoints: start a drain and watch it. Served on the admin listener only, and only with the admin
+token (:mod:`fleetcast.auth.admin_token`): where a request comes from grants nothing, since a proxy in the pod
+forwards over loopback."""
 
 from __future__ import annotations
 
@@ -9,23 +10,22 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import JSONResponse, Response
 
-from fleetcast.errors import Forbidden
+from fleetcast.errors import Forbidden, Unauthorized
 from fleetcast.pod import Pod
 
 router = APIRouter()
-_LOOPBACK = {"127.0.0.1", "::1"}
 
 
 def _authorize(request: Request, authorization: str | None) -> Pod:
+    """The pod, if ``authorization`` is ``Bearer <admin token>``; else 401 (no credential) or 403 (a wrong one)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized("admin endpoints need Authorization: Bearer <admin token>")
+    token: str = request.app.state.admin_token
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Forbidden("the admin token is not this pod's")
     pod: Pod = request.app.state.pod
-    if request.client is not None and request.client.host in _LOOPBACK:
-        return pod
-    token = pod.settings.auth.admin_token
-    if token and authorization:
-        scheme, _, given = authorization.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return pod
-    raise Forbidden("admin endpoints answer only on loopback or with the admin token")
+    return pod
 
 
 def _status(pod: Pod) -> dict[str, object]:

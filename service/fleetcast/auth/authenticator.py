@@ -70,8 +70,6 @@ class AuthSettings:
     """Cookie an SSE, history or info request may carry its token in."""
     key_reload_seconds: float = 5.0
     """How often key files are checked for changes (rotation without restart)."""
-    admin_token: str | None = None
-    """Bearer token of the admin endpoints."""
 
 
 class Authenticator:
