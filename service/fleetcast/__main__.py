@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from fleetcast import channel_cli, token_cli
 from fleetcast.auth.authenticator import AuthSettings
+from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
 from fleetcast.drain.controller import DrainSettings
 from fleetcast.settings import BrokerSettings, LimitSettings, ServerSettings, Settings, env
@@ -40,6 +41,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("port", int, server.port, "port to listen on"),
         ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
         ("gateway", str, server.gateway, "the Gateway this pod belongs to"),
+        ("namespace", str, server.namespace, "the Gateway's Kubernetes namespace (names the Redis keys)"),
         ("redis-url", str, None, "Redis to share events through (unset: the embedded broker)"),
         ("publish-key", str, None, "one API key (named 'default') backends publish with"),
         ("publish-keys-dir", str, None, "directory of API keys, one file per key (a mounted Secret)"),
@@ -101,7 +103,9 @@ def _add_drain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
-        server=ServerSettings(host=args.host, port=args.port, pod_name=args.pod_name, gateway=args.gateway),
+        server=ServerSettings(
+            host=args.host, port=args.port, pod_name=args.pod_name, gateway=args.gateway, namespace=args.namespace
+        ),
         broker=BrokerSettings(
             redis_url=args.redis_url or None,
             history_max_events=args.history_max_events,
@@ -227,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_from(args)
         try:
+            Keys(settings.server.namespace, settings.server.gateway)  # both name Redis keys: refuse odd names
             check_auth(settings.auth)
         except ValueError as exc:  # KeyFileError included: a bad key file is named, its content never shown
             parser.error(str(exc))
