@@ -55,15 +55,17 @@ class Runtime:
     monotonic: Callable[[], float] = time.monotonic
 
     async def fleet(self, namespace: str, source: RedisSource) -> Fleet:
-        """The Redis of a Gateway, resolving a Secret reference at each call (Secrets may be rotated)."""
+        """The Redis of a Gateway, resolving a Secret reference at each call (Secrets may be rotated). With an
+        ``operatorKey`` the operator connects as its own ACL user, not as the pods' user."""
         if source.url is not None:
             return self.fleet_for_url(source.url)
         assert source.secret_name is not None
-        url = await self.kube.secret_value(namespace, source.secret_name, source.secret_key)
+        key = source.operator_key or source.secret_key
+        url = await self.kube.secret_value(namespace, source.secret_name, key)
         if not url:
-            raise InvalidSpec(f"Secret {source.secret_name!r} has no key {source.secret_key!r} with a Redis URL")
+            raise InvalidSpec(f"Secret {source.secret_name!r} has no key {key!r} with a Redis URL")
         if not url.startswith(("redis://", "rediss://")):
-            raise InvalidSpec(f"Secret {source.secret_name!r} key {source.secret_key!r} is not a redis:// URL")
+            raise InvalidSpec(f"Secret {source.secret_name!r} key {key!r} is not a redis:// URL")
         return self.fleet_for_url(url)
 
     async def close(self) -> None:

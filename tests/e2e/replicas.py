@@ -99,7 +99,7 @@ class PodRun:
         return container
 
 
-def container_env(container: dict[str, Any], pod_name: str, port: int) -> dict[str, str]:
+def container_env(container: dict[str, Any], pod_name: str, port: int, namespace: str) -> dict[str, str]:
     """The container's env as process env; fails on a source this fake does not know, never guesses."""
     env: dict[str, str] = {}
     for var in container.get("env", []):
@@ -108,6 +108,8 @@ def container_env(container: dict[str, Any], pod_name: str, port: int) -> dict[s
             env[name] = str(var["value"])
         elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
             env[name] = pod_name
+        elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[name] = namespace
         else:
             raise AssertionError(f"the replica controller cannot translate env {name}: {var}")
     # The pod network: each pod listens on its own address; here, its own loopback port.
@@ -220,7 +222,7 @@ class ReplicaController:
         await create(self.k8s, PODS, body)
         port = free_port()
         container = template["spec"]["containers"][0]
-        env = container_env(container, name, port)
+        env = container_env(container, name, port, self.namespace)
         run = PodRun(name, env, template, GatewayProcess(env=env, port=port))
         self.pods[name] = run
         self.note(f"created {name} on port {port}")

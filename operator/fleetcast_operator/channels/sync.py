@@ -18,7 +18,7 @@ from fleetcast.contract.policy import ChannelPolicy
 from fleetcast_operator.autoscaler.signals import read_fleet
 from fleetcast_operator.channels.status import Sample, StreamStats, channel_status, events_per_second
 from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
-from fleetcast_operator.gateway.spec import RedisSource
+from fleetcast_operator.gateway.spec import RedisSource, redis_source_of
 from fleetcast_operator.runtime import Fleet, Runtime
 
 
@@ -104,7 +104,7 @@ def gateway_refs(entries: Sequence[Mapping[str, Any]]) -> list[GatewayRef]:
         if redis.get("url"):
             refs.append(GatewayRef(str(entry["name"]), RedisSource(url=str(redis["url"]))))
         elif secret.get("name"):
-            source = RedisSource(secret_name=str(secret["name"]), secret_key=str(secret.get("key") or "url"))
+            source = redis_source_of(secret)
             refs.append(GatewayRef(str(entry["name"]), source))
     return sorted(refs, key=lambda ref: ref.name)
 
