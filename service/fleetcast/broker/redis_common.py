@@ -109,9 +109,14 @@ async def check_write_access(client: redis.asyncio.Redis, probe_key: str) -> Non
 
 def refusal_message(exc: BaseException) -> str:
     """What an operator needs to read when Redis refuses the gateway's user."""
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        detail = f"NOPERM {detail}"  # redis-py keeps the message but drops the error code
+    elif isinstance(exc, redis.exceptions.ReadOnlyError):
+        detail = f"READONLY {detail}"
     return (
-        f"Redis refused the gateway's user ({str(exc).splitlines()[0]}); check the ACL user in the gateway's "
-        "Redis URL: it needs write access to its Gateway's keys"
+        f"Redis refused the gateway's user ({detail}); check the ACL user in the gateway's Redis URL: it needs "
+        "write access to its Gateway's keys on a primary"
     )
 
 
