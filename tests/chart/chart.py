@@ -25,6 +25,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "redis": {"enabled": False, "existingSecret": "fleetcast-redis", "existingSecretUrlKey": "url"},
     },
     "no-crds": {"crds": {"enabled": False}, "tests": {"enabled": False}},
+    "redis-auth-extra-gateways-all-namespaces": {
+        "operator": {"watchAllNamespaces": True, "rbac": {"secretNames": ["chat-redis"]}},
+        "redis": {"auth": {"extraGateways": [{"namespace": "chat", "name": "edge"}]}},
+    },
+    "redis-auth-existing-secret": {"redis": {"auth": {"existingSecret": "my-redis-users"}}},
     "crds-not-kept": {"crds": {"keep": False}, "gateway": {"create": False}},
     "networkpolicy-servicemonitor": {
         "networkPolicy": {
@@ -56,6 +61,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "drain": {"connectionsPerSecond": 50.5, "timeoutSeconds": 300, "reconnectDelayMs": 2500},
         },
         "redis": {
+            "auth": {"enabled": False},  # one shared password instead of ACL users
             "existingSecret": "redis-auth",
             "existingSecretPasswordKey": "password",
             "persistence": {"enabled": False},
