@@ -28,6 +28,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "redis-auth-extra-gateways-all-namespaces": {
         "operator": {"watchAllNamespaces": True, "rbac": {"secretNames": ["chat-redis"]}},
         "redis": {"auth": {"extraGateways": [{"namespace": "chat", "name": "edge"}]}},
+        "networkPolicy": {"enabled": True},
     },
     "redis-auth-existing-secret": {"redis": {"auth": {"existingSecret": "my-redis-users"}}},
     "crds-not-kept": {"crds": {"keep": False}, "gateway": {"create": False}},

@@ -192,3 +192,23 @@ def test_strict_validation_catches_unknown_fields() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
     with pytest.raises(jsonschema.ValidationError, match="livenessProbes"):
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
+
+
+def test_redis_network_policy_admits_the_extra_gateways() -> None:
+    """Redis's NetworkPolicy admits the operator, the chart's gateway pods, the helm test, and the pods of every
+    Gateway given its own ACL user, each only from its own namespace."""
+    values = VALUE_SETS["redis-auth-extra-gateways-all-namespaces"]
+    (policy,) = [
+        d for _, d in objects(values) if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-redis")
+    ]
+    (rule,) = policy["spec"]["ingress"]
+    extra = {
+        "app.kubernetes.io/name": "fleetcast",
+        "app.kubernetes.io/component": "gateway",
+        "app.kubernetes.io/instance": "edge",
+    }
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "chat"}},
+        "podSelector": {"matchLabels": extra},
+    } in rule["from"]
+    assert len(rule["from"]) == 4
