@@ -26,6 +26,7 @@ import redis
 import redis.exceptions
 
 from fleetcast.contract.keys import Keys
+from fleetcast_operator.fleet_redis import FleetRedis
 from tests.chart.chart import NAMESPACE, objects
 from tests.support.clients import ws_client, ws_recv, ws_subscribe
 from tests.support.gateway import QUICK_STOP, gateway
@@ -135,6 +136,22 @@ def test_gateway_user_touches_only_its_own_keys_and_nobody_flushes(locked: Locke
     finally:
         gw.close()
         operator.close()
+
+
+async def test_the_operator_does_its_work_as_its_own_user(locked: LockedRedis) -> None:
+    """The operator's Redis calls (heartbeats, policies, drain commands, stream statistics) all pass as the
+    chart's operator user."""
+    main = Keys(NAMESPACE, MAIN)
+    fleet = FleetRedis(locked.url("operator-url"))
+    try:
+        assert isinstance(await fleet.heartbeats(main), dict)
+        assert await fleet.put_policy(main, "ops", "{}") is True
+        await fleet.drop_policy(main, "ops")
+        assert await fleet.send(main, {"cmd": "noop", "pod": "nobody"})
+        stats = await fleet.stream_stats(main, "chat")
+        assert stats.streams >= 1
+    finally:
+        await fleet.close()
 
 
 async def test_two_gateways_on_one_redis_share_nothing(locked: LockedRedis) -> None:
