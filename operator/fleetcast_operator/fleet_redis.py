@@ -1,7 +1,8 @@
 """Everything the operator reads from and writes to Redis: the only operator module importing ``redis``.
 
 Keys and record formats come from :mod:`fleetcast.contract`: the pods' heartbeat hash, the policy hash and
-its change notification, the gateway's control stream and the channels' streams. Every call is bounded by
+its change notification, the gateway's control stream and the channels' streams, each of one Gateway
+(:class:`fleetcast.contract.keys.Keys`: two Gateways on one Redis share nothing). Every call is bounded by
 the client's socket timeouts, and every Redis failure becomes :class:`TemporaryFailure`, so callers retry on
 their next tick instead of crashing. One client per Redis URL, shared by every Gateway using it and closed
 when the operator stops.
@@ -14,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from fleetcast.contract import keys
+from fleetcast.contract.keys import Keys
 from fleetcast_operator.channels.status import StreamStats, latest_of
 from fleetcast_operator.errors import TemporaryFailure
 
@@ -40,49 +41,48 @@ class FleetRedis:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def heartbeats(self, gateway: str) -> dict[str, str]:
+    async def heartbeats(self, keys: Keys) -> dict[str, str]:
         """The raw pod registry of one gateway: pod name -> heartbeat JSON."""
         try:
-            raw: dict[str, str] = await self._client.hgetall(keys.pods(gateway))
+            raw: dict[str, str] = await self._client.hgetall(keys.pods)
         except RedisError as exc:
             raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
         return raw
 
-    async def put_policy(self, family: str, policy_json: str) -> bool:
-        """Store a family's policy and announce it when it changed; True when it did."""
+    async def put_policy(self, keys: Keys, family: str, policy_json: str) -> bool:
+        """Store a family's policy for one Gateway and announce it when it changed; True when it did."""
         try:
-            current = await self._client.hget(keys.POLICIES, family)
+            current = await self._client.hget(keys.policies, family)
             if current == policy_json:
                 return False
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.POLICIES, family, policy_json)
-                pipe.publish(keys.POLICIES_CHANGED, family)
+                pipe.hset(keys.policies, family, policy_json)
+                pipe.publish(keys.policies_changed, family)
                 await pipe.execute()
         except RedisError as exc:
             raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
         return True
 
-    async def drop_policy(self, family: str) -> None:
+    async def drop_policy(self, keys: Keys, family: str) -> None:
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.POLICIES, family)
-                pipe.publish(keys.POLICIES_CHANGED, family)
+                pipe.hdel(keys.policies, family)
+                pipe.publish(keys.policies_changed, family)
                 await pipe.execute()
         except RedisError as exc:
             raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
 
-    async def send(self, gateway: str, fields: dict[str, str]) -> str:
+    async def send(self, keys: Keys, fields: dict[str, str]) -> str:
         """Append one command to the gateway's control stream; returns its id."""
         try:
-            entry_id: str = await self._client.xadd(
-                keys.control(gateway), fields, maxlen=CONTROL_MAXLEN, approximate=True
-            )
+            entry_id: str = await self._client.xadd(keys.control, fields, maxlen=CONTROL_MAXLEN, approximate=True)
         except RedisError as exc:
             raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
         return entry_id
 
-    async def stream_stats(self, family: str) -> StreamStats:
-        """XINFO over the family's base stream and up to :data:`SCAN_LIMIT` of its ``family:*`` streams."""
+    async def stream_stats(self, keys: Keys, family: str) -> StreamStats:
+        """XINFO over the family's base stream and up to :data:`SCAN_LIMIT` of its ``family:*`` streams, of one
+        Gateway."""
         names = [keys.stream(family)]
         truncated = False
         try:

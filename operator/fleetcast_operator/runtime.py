@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fleetcast.contract.keys import Keys
 from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
 from fleetcast_operator.gateway.spec import RedisSource
 from fleetcast_operator.kube import Kube
@@ -37,11 +38,11 @@ class Fleet(Protocol):
     ``redis``, which keeps them testable against an in-memory fake and keeps the import rule simple.
     """
 
-    async def heartbeats(self, gateway: str) -> dict[str, str]: ...
-    async def send(self, gateway: str, fields: dict[str, str]) -> str: ...
-    async def put_policy(self, family: str, policy_json: str) -> bool: ...
-    async def drop_policy(self, family: str) -> None: ...
-    async def stream_stats(self, family: str) -> Any: ...
+    async def heartbeats(self, keys: Keys) -> dict[str, str]: ...
+    async def send(self, keys: Keys, fields: dict[str, str]) -> str: ...
+    async def put_policy(self, keys: Keys, family: str, policy_json: str) -> bool: ...
+    async def drop_policy(self, keys: Keys, family: str) -> None: ...
+    async def stream_stats(self, keys: Keys, family: str) -> Any: ...
 
 
 @dataclass
@@ -54,15 +55,17 @@ class Runtime:
     monotonic: Callable[[], float] = time.monotonic
 
     async def fleet(self, namespace: str, source: RedisSource) -> Fleet:
-        """The Redis of a Gateway, resolving a Secret reference at each call (Secrets may be rotated)."""
+        """The Redis of a Gateway, resolving a Secret reference at each call (Secrets may be rotated). With an
+        ``operatorKey`` the operator connects as its own ACL user, not as the pods' user."""
         if source.url is not None:
             return self.fleet_for_url(source.url)
         assert source.secret_name is not None
-        url = await self.kube.secret_value(namespace, source.secret_name, source.secret_key)
+        key = source.operator_key or source.secret_key
+        url = await self.kube.secret_value(namespace, source.secret_name, key)
         if not url:
-            raise InvalidSpec(f"Secret {source.secret_name!r} has no key {source.secret_key!r} with a Redis URL")
+            raise InvalidSpec(f"Secret {source.secret_name!r} has no key {key!r} with a Redis URL")
         if not url.startswith(("redis://", "rediss://")):
-            raise InvalidSpec(f"Secret {source.secret_name!r} key {source.secret_key!r} is not a redis:// URL")
+            raise InvalidSpec(f"Secret {source.secret_name!r} key {key!r} is not a redis:// URL")
         return self.fleet_for_url(url)
 
     async def close(self) -> None:

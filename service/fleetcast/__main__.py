@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fleetcast import channel_cli, token_cli
 from fleetcast.auth.authenticator import AuthSettings
+from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
 from fleetcast.drain.controller import DrainSettings
 from fleetcast.settings import AdminSettings, BrokerSettings, LimitSettings, ServerSettings, Settings, env
@@ -54,6 +55,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("admin-token-file", str, None, "file with the admin token (unset: generated into the temp directory)"),
         ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
         ("gateway", str, server.gateway, "the Gateway this pod belongs to"),
+        ("namespace", str, server.namespace, "the Gateway's Kubernetes namespace (names the Redis keys)"),
         ("redis-url", str, None, "Redis to share events through (unset: the embedded broker)"),
         ("publish-key", str, None, "one API key (named 'default') backends publish with"),
         ("publish-keys-dir", str, None, "directory of API keys, one file per key (a mounted Secret)"),
@@ -115,7 +117,9 @@ def _add_drain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
-        server=ServerSettings(host=args.host, port=args.port, pod_name=args.pod_name, gateway=args.gateway),
+        server=ServerSettings(
+            host=args.host, port=args.port, pod_name=args.pod_name, gateway=args.gateway, namespace=args.namespace
+        ),
         admin=AdminSettings(port=args.admin_port, token_file=args.admin_token_file or None),
         broker=BrokerSettings(
             redis_url=args.redis_url or None,
@@ -282,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if settings.admin.port and settings.admin.port == settings.server.port:
             parser.error(f"--admin-port {settings.admin.port} is the public port: the admin port needs its own")
         try:
+            Keys(settings.server.namespace, settings.server.gateway)  # both name Redis keys: refuse odd names
             check_auth(settings.auth)
             token, generated = admin_token_for(settings.admin)
         except ValueError as exc:  # KeyFileError included: a bad key file is named, its content never shown

@@ -1,11 +1,11 @@
 """``fleetcast channel ...``: channel policies in Redis for development, where no operator writes them.
 
-``fleetcast channel set chat --max-events 500 --max-age 1h --slow-consumer dropOldest`` stores the policy of the
-family ``chat`` in :data:`fleetcast.contract.keys.POLICIES` and announces it on
-:data:`fleetcast.contract.keys.POLICIES_CHANGED`, exactly as the operator does for a ``Channel`` resource, so
-running pods pick it up. ``set`` changes only the fields given and keeps the rest of the stored policy (or the
-defaults). ``list`` prints what is stored; ``delete`` removes a family's policy. On a cluster the operator owns
-these records and overwrites manual changes on its next reconcile.
+``fleetcast channel set chat --max-events 500 --max-age 1h --slow-consumer dropOldest`` stores the policy of the family
+``chat`` in the policies hash of one Gateway (``--namespace``, ``--gateway``, as the pods were started with;
+:class:`fleetcast.contract.keys.Keys`) and announces it on that Gateway's change channel, exactly as the operator does
+for a ``Channel`` resource, so running pods pick it up. ``set`` changes only the fields given and keeps the rest of the
+stored policy (or the defaults). ``list`` prints what is stored; ``delete`` removes a family's policy. On a cluster the
+operator owns these records and overwrites manual changes on its next reconcile.
 
 All Redis access goes through :class:`fleetcast.broker.redis_fleet.RedisFleet`.
 """
@@ -36,6 +36,16 @@ def add_channel_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
             default=os.environ.get("FLEETCAST_REDIS_URL"),
             required=os.environ.get("FLEETCAST_REDIS_URL") is None,
             help="the fleet's Redis (env FLEETCAST_REDIS_URL)",
+        )
+        parser.add_argument(
+            "--namespace",
+            default=os.environ.get("FLEETCAST_NAMESPACE") or "default",
+            help="the Gateway's namespace (env FLEETCAST_NAMESPACE) (%(default)s)",
+        )
+        parser.add_argument(
+            "--gateway",
+            default=os.environ.get("FLEETCAST_GATEWAY") or "default",
+            help="the Gateway whose policies to change (env FLEETCAST_GATEWAY) (%(default)s)",
         )
 
     set_ = commands.add_parser("set", help="create or change one family's policy (only the fields given)")
@@ -81,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    fleet = RedisFleet(args.redis_url, gateway="-", pod="fleetcast-cli")
+    fleet = RedisFleet(args.redis_url, gateway=args.gateway, pod="fleetcast-cli", namespace=args.namespace)
     try:
         if args.channel_command == "set":
             family = _family(args.family)

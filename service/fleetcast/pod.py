@@ -21,6 +21,7 @@ from fleetcast.broker.fleet import Fleet, MemoryFleet
 from fleetcast.broker.memory import MemoryBroker
 from fleetcast.contract.commands import DrainCommand
 from fleetcast.contract.heartbeat import INTERVAL_SECONDS, Heartbeat
+from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects
 from fleetcast.core.disconnects import Disconnect
@@ -50,8 +51,9 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
-    url = settings.broker.redis_url
-    return RedisStreamsBroker(url), RedisFleet(url, gateway=gateway, pod=pod)
+    url, namespace = settings.broker.redis_url, settings.server.namespace
+    keys = Keys(namespace, gateway)
+    return RedisStreamsBroker(url, keys=keys), RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace)
 
 
 class Pod:

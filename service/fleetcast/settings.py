@@ -19,6 +19,8 @@ class ServerSettings:
     """This pod's name in heartbeats and drain commands (Kubernetes: the pod's metadata.name)."""
     gateway: str = "default"
     """The Gateway resource this pod belongs to."""
+    namespace: str = "default"
+    """The Kubernetes namespace of that Gateway; with ``gateway`` it names the pod's Redis keys."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             }
         }
     },
+    "redis-auth-extra-gateways-all-namespaces": {
+        "operator": {"watchAllNamespaces": True, "rbac": {"secretNames": ["chat-redis"]}},
+        "redis": {"auth": {"extraGateways": [{"namespace": "chat", "name": "edge"}]}},
+        "networkPolicy": {"enabled": True},
+    },
+    "redis-auth-existing-secret": {"redis": {"auth": {"existingSecret": "my-redis-users"}}},
     "crds-not-kept": {"crds": {"keep": False}, "gateway": {"create": False}},
     "networkpolicy-servicemonitor": {
         "networkPolicy": {
@@ -65,6 +71,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "drain": {"connectionsPerSecond": 50.5, "timeoutSeconds": 300, "reconnectDelayMs": 2500},
         },
         "redis": {
+            "auth": {"enabled": False},  # one shared password instead of ACL users
             "existingSecret": "redis-auth",
             "existingSecretPasswordKey": "password",
             "persistence": {"enabled": False},

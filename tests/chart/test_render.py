@@ -4,6 +4,7 @@ our CRD schemas, ServiceMonitor by a bundled schema)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ def test_default_gateway_matches_crd() -> None:
     spec = gateway["spec"]
     assert spec["image"] == "fleetcast/gateway:0.1.0"
     assert spec["replicas"] == {"min": 2, "max": 10}
-    assert spec["redis"] == {"url": "redis://fleetcast-redis.realtime.svc:6379/0"}
+    # The in-release Redis is locked: the pods' URL (and the operator's) come from the chart's auth Secret.
+    ref = {"name": "fleetcast-redis-auth", "key": "gateway-url", "operatorKey": "operator-url"}
+    assert spec["redis"] == {"secretRef": ref}
     assert spec["replicas"]["min"] <= spec["replicas"]["max"]  # the CRD's CEL rule, which jsonschema cannot run
 
 
@@ -118,7 +121,46 @@ def test_existing_secret_never_inlines_the_url() -> None:
     assert gateway["spec"]["redis"] == {"secretRef": {"name": "fleetcast-redis", "key": "url"}}
     assert "redis://" not in "".join(render(values).values())
     for name in VALUE_SETS:
-        assert not [doc for _, doc in objects(VALUE_SETS[name]) if doc["kind"] == "Secret"]
+        secrets = [doc["metadata"]["name"] for _, doc in objects(VALUE_SETS[name]) if doc["kind"] == "Secret"]
+        assert set(secrets) <= {"fleetcast-redis-auth"}, "the only Secret the chart makes is the Redis ACL one"
+
+
+def test_redis_acl_secret_is_rendered_and_mounted_by_default() -> None:
+    """By default the chart makes the Redis ACL Secret (default user off, one user per Gateway confined to its
+    keys, the operator's user; passwords only hashed in the aclfile), Redis loads it, and its probes log in."""
+    (secret,) = [doc for _, doc in objects({}) if doc["kind"] == "Secret"]
+    data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert set(data) == {"users.acl", "operator-password", "operator-url", "gateway-password", "gateway-url"}
+    acl = data["users.acl"].splitlines()
+    assert acl[0] == "user default off"
+    (gateway_user,) = [line for line in acl if line.startswith("user gateway.realtime.fleetcast ")]
+    assert "~fc:realtime/fleetcast:{*" in gateway_user.split()
+    assert "&fc:realtime/fleetcast:*" in gateway_user.split()
+    assert "-@all" in gateway_user.split()
+    for line in acl[1:]:
+        for dangerous in ("+@all", "+flushall", "+config", "+script", "+keys", "+debug", "+acl", "~*", "allkeys"):
+            assert dangerous not in line.split(), (dangerous, line)
+        assert data["gateway-password"] not in line
+        assert data["operator-password"] not in line
+    assert data["gateway-url"].startswith("redis://gateway.realtime.fleetcast:")
+    config = render({})["fleetcast/templates/redis-configmap.yaml"]
+    assert "aclfile /etc/redis-acl/users.acl" in config
+    (redis,) = [doc for _, doc in objects({}) if doc["kind"] == "StatefulSet"]
+    pod = redis["spec"]["template"]["spec"]
+    assert {"name": "acl", "secret": {"secretName": "fleetcast-redis-auth", "items": [
+        {"key": "users.acl", "path": "users.acl"}]}} in pod["volumes"]  # fmt: skip
+    assert pod["containers"][0]["readinessProbe"]["exec"]["command"] == ["redis-cli", "--user", "operator", "ping"]
+
+
+def test_redis_auth_existing_secret_is_used_not_made() -> None:
+    """With redis.auth.existingSecret the chart makes no Secret and points Redis and the Gateway at that one."""
+    values = VALUE_SETS["redis-auth-existing-secret"]
+    assert not [doc for _, doc in objects(values) if doc["kind"] == "Secret"]
+    (gateway,) = gateway_manifests(values)
+    assert gateway["spec"]["redis"]["secretRef"]["name"] == "my-redis-users"
+    (redis,) = [doc for _, doc in objects(values) if doc["kind"] == "StatefulSet"]
+    volumes = redis["spec"]["template"]["spec"]["volumes"]
+    assert [v["secret"]["secretName"] for v in volumes if v["name"] == "acl"] == ["my-redis-users"]
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)
@@ -186,3 +228,23 @@ def test_strict_validation_catches_unknown_fields() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
     with pytest.raises(jsonschema.ValidationError, match="livenessProbes"):
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[0], strict=True)
+
+
+def test_redis_network_policy_admits_the_extra_gateways() -> None:
+    """Redis's NetworkPolicy admits the operator, the chart's gateway pods, the helm test, and the pods of every
+    Gateway given its own ACL user, each only from its own namespace."""
+    values = VALUE_SETS["redis-auth-extra-gateways-all-namespaces"]
+    (policy,) = [
+        d for _, d in objects(values) if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-redis")
+    ]
+    (rule,) = policy["spec"]["ingress"]
+    extra = {
+        "app.kubernetes.io/name": "fleetcast",
+        "app.kubernetes.io/component": "gateway",
+        "app.kubernetes.io/instance": "edge",
+    }
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "chat"}},
+        "podSelector": {"matchLabels": extra},
+    } in rule["from"]
+    assert len(rule["from"]) == 4

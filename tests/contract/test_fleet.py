@@ -12,9 +12,9 @@ import redis.asyncio
 
 from fleetcast.broker.fleet import MemoryFleet
 from fleetcast.broker.redis_fleet import RedisFleet
-from fleetcast.contract import keys
 from fleetcast.contract.commands import DrainCommand
 from fleetcast.contract.heartbeat import SCHEMA, Heartbeat
+from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
 from tests.support.processes import RedisServer, redis_server
 
@@ -63,27 +63,27 @@ async def started(url: str, gateway: str, pod: str, inbox: Inbox) -> RedisFleet:
 
 
 async def test_heartbeat_is_visible_with_the_documented_schema(server: RedisServer, raw: redis.asyncio.Redis) -> None:
-    """A written heartbeat is in keys.pods(gateway) under the pod's name, as Heartbeat JSON, within 3 s."""
+    """A written heartbeat is in Keys(namespace, gateway).pods under the pod's name, as Heartbeat JSON, within 3 s."""
     fleet = await started(server.url, "gw-hb", "pod-a", Inbox())
     try:
         began = time.monotonic()
         heartbeat = Heartbeat(pod="pod-a", gateway="gw-hb", timestamp=time.time(), connections={"ws": 3, "sse": 1})
         await fleet.write_heartbeat(heartbeat)
-        record = await raw.hget(keys.pods("gw-hb"), "pod-a")
+        record = await raw.hget(Keys("default", "gw-hb").pods, "pod-a")
         assert time.monotonic() - began < 3
         assert record is not None
         assert json.loads(record)["schema"] == SCHEMA
         assert Heartbeat.from_json(record) == heartbeat
         assert await fleet.heartbeats() == {"pod-a": heartbeat}
         await fleet.remove_heartbeat("pod-a")
-        assert await raw.hget(keys.pods("gw-hb"), "pod-a") is None
+        assert await raw.hget(Keys("default", "gw-hb").pods, "pod-a") is None
     finally:
         await fleet.close()
 
 
 async def test_drain_command_reaches_the_addressed_pod_only(server: RedisServer, raw: redis.asyncio.Redis) -> None:
     """A drain command on the control stream reaches its pod once; other pods and other gateways see nothing."""
-    await raw.xadd(keys.control("gw-cmd"), DrainCommand(pod="pod-a").to_fields())  # before start: not for us
+    await raw.xadd(Keys("default", "gw-cmd").control, DrainCommand(pod="pod-a").to_fields())  # before start: not for us
     inbox_a, inbox_b, inbox_other = Inbox(), Inbox(), Inbox()
     fleets = [
         await started(server.url, "gw-cmd", "pod-a", inbox_a),
@@ -91,9 +91,9 @@ async def test_drain_command_reaches_the_addressed_pod_only(server: RedisServer,
         await started(server.url, "gw-other", "pod-a", inbox_other),
     ]
     try:
-        await raw.xadd(keys.control("gw-cmd"), {"cmd": "rebalance", "pod": "pod-a"})  # unknown: ignored
+        await raw.xadd(Keys("default", "gw-cmd").control, {"cmd": "rebalance", "pod": "pod-a"})  # unknown: ignored
         command = DrainCommand(pod="pod-a", connections_per_second=50.0, timeout_seconds=30.0, exit=True)
-        await raw.xadd(keys.control("gw-cmd"), command.to_fields())
+        await raw.xadd(Keys("default", "gw-cmd").control, command.to_fields())
         await inbox_a.wait(lambda: inbox_a.commands)
         await asyncio.sleep(0.3)
         assert inbox_a.commands == [command]
@@ -112,7 +112,7 @@ async def test_commands_sent_during_an_outage_of_the_listener_arrive(raw: redis.
         try:
             await asyncio.to_thread(server.restart)
             client = redis.asyncio.Redis.from_url(server.url)
-            await client.xadd(keys.control("gw"), DrainCommand(pod="pod-a").to_fields())
+            await client.xadd(Keys("default", "gw").control, DrainCommand(pod="pod-a").to_fields())
             await client.aclose()
             await inbox.wait(lambda: inbox.commands, timeout=8.0)
             assert inbox.commands == [DrainCommand(pod="pod-a")]
@@ -121,7 +121,7 @@ async def test_commands_sent_during_an_outage_of_the_listener_arrive(raw: redis.
 
 
 async def test_policies_round_trip_and_announce_changes(server: RedisServer, raw: redis.asyncio.Redis) -> None:
-    """set_policy stores the policy JSON in keys.POLICIES and announces the family; every pod hears it."""
+    """set_policy stores the policy JSON in the Gateway's policies hash and announces the family; every pod hears it."""
     inbox = Inbox()
     listener = await started(server.url, "gw-pol", "pod-a", inbox)
     writer = RedisFleet(server.url, gateway="gw-pol", pod="cli")
@@ -131,14 +131,14 @@ async def test_policies_round_trip_and_announce_changes(server: RedisServer, raw
         await writer.set_policy("chat", policy)
         await inbox.wait(lambda: "chat" in inbox.changes)
         assert (await listener.policies())["chat"] == policy
-        assert ChannelPolicy.from_json(await raw.hget(keys.POLICIES, "chat") or "") == policy
-        await raw.hset(keys.POLICIES, "broken", "{not json")
+        assert ChannelPolicy.from_json(await raw.hget(Keys("default", "gw-pol").policies, "chat") or "") == policy
+        await raw.hset(Keys("default", "gw-pol").policies, "broken", "{not json")
         assert set(await listener.policies()) == {"chat"}
         await writer.delete_policy("chat")
         await inbox.wait(lambda: inbox.changes.count("chat") == 2)
         assert "chat" not in await listener.policies()
     finally:
-        await raw.hdel(keys.POLICIES, "broken")
+        await raw.hdel(Keys("default", "gw-pol").policies, "broken")
         await writer.close()
         await listener.close()
 

@@ -101,7 +101,9 @@ class PodRun:
         return container
 
 
-def container_env(container: dict[str, Any], pod_name: str, port: int, admin_port: int) -> dict[str, str]:
+def container_env(
+    container: dict[str, Any], pod_name: str, port: int, admin_port: int, namespace: str
+) -> dict[str, str]:
     """The container's env as process env; fails on a source this fake does not know, never guesses."""
     env: dict[str, str] = {}
     for var in container.get("env", []):
@@ -110,6 +112,8 @@ def container_env(container: dict[str, Any], pod_name: str, port: int, admin_por
             env[name] = str(var["value"])
         elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
             env[name] = pod_name
+        elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[name] = namespace
         else:
             raise AssertionError(f"the replica controller cannot translate env {name}: {var}")
     # The pod network: each pod listens on its own address; here, its own loopback port.
@@ -224,7 +228,7 @@ class ReplicaController:
         await create(self.k8s, PODS, body)
         port, admin_port = free_port(), free_port()
         container = template["spec"]["containers"][0]
-        env = container_env(container, name, port, admin_port)
+        env = container_env(container, name, port, admin_port, self.namespace)
         process = GatewayProcess(env=env, port=port, admin_port=admin_port, generated_token=True)
         run = PodRun(name, env, template, process)
         self.pods[name] = run

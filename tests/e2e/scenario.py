@@ -15,12 +15,13 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from fleetcast.contract import keys
+from fleetcast.contract.keys import Keys
 from tests.e2e.browser import BrowserClient, browser_client
 from tests.e2e.cluster import Cluster, Knobs, cluster
 from tests.e2e.replicas import Termination
 from tests.e2e.traffic import DeliveryBroken, FleetClient, fault_of, wait_until
 from tests.operator import fleet as heartbeats
+from tests.operator.harness import NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -149,14 +150,14 @@ async def fresh_heartbeat(box: Cluster) -> None:
     """Wait for a pod to write a heartbeat, so a ramp done within 2 s is seen whole by the autoscaler."""
     client = heartbeats.connect(box.redis.url)
     try:
-        before = await client.hgetall(keys.pods("edge"))
+        before = await client.hgetall(Keys(NAMESPACE, "edge").pods)
         await wait_until(lambda: _changed(client, before), timeout=5, what="a fresh heartbeat", step=0.02)
     finally:
         await client.aclose()
 
 
 async def _changed(client: object, before: dict[str, str]) -> bool:
-    now = await client.hgetall(keys.pods("edge"))  # type: ignore[attr-defined]
+    now = await client.hgetall(Keys(NAMESPACE, "edge").pods)  # type: ignore[attr-defined]
     return bool(now) and now != before
 
 

@@ -17,8 +17,8 @@ import httpx
 import redis
 
 from fleetcast.client import Event, SseClient, WsClient
-from fleetcast.contract import keys
 from fleetcast.contract.heartbeat import Heartbeat
+from fleetcast.contract.keys import Keys
 from tests.support.clients import (
     collect_sse,
     sse_frames,
@@ -339,7 +339,7 @@ async def test_heartbeats_of_every_pod_are_in_redis_and_follow_connection_change
             try:
 
                 def beats() -> dict[str, Heartbeat]:
-                    raw = store.hgetall(keys.pods(GATEWAY))
+                    raw = store.hgetall(Keys("default", GATEWAY).pods)
                     return {k.decode(): Heartbeat.from_json(v) for k, v in raw.items()}
 
                 async def counts_are(expected: dict[str, dict[str, int]]) -> bool:

@@ -11,9 +11,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from fleetcast.contract import keys
 from fleetcast.contract.commands import DrainCommand
 from fleetcast.contract.heartbeat import Heartbeat
+from fleetcast.contract.keys import Keys
+from tests.operator.harness import NAMESPACE
 
 
 def beat(pod: str, connections: int, *, gateway: str = "edge", draining: bool = False, **extra: Any) -> Heartbeat:
@@ -30,7 +31,7 @@ def beat(pod: str, connections: int, *, gateway: str = "edge", draining: bool = 
 
 async def report(client: Any, *heartbeats: Heartbeat, gateway: str = "edge", replace: bool = True) -> None:
     """Write heartbeats as the pods would; ``replace`` drops pods not listed (they exited)."""
-    key = keys.pods(gateway)
+    key = Keys(NAMESPACE, gateway).pods
     async with client.pipeline(transaction=True) as pipe:
         if replace:
             pipe.delete(key)
@@ -40,7 +41,7 @@ async def report(client: Any, *heartbeats: Heartbeat, gateway: str = "edge", rep
 
 
 async def drain_commands(client: Any, gateway: str = "edge") -> list[DrainCommand]:
-    entries = await client.xrange(keys.control(gateway))
+    entries = await client.xrange(Keys(NAMESPACE, gateway).control)
     return [DrainCommand.from_fields(fields) for _, fields in entries]
 
 

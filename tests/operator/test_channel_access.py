@@ -14,7 +14,7 @@ import kmock
 import pytest
 import yaml
 
-from tests.operator.harness import CHANNELS, GATEWAYS, create, eventually, new_object, running_operator
+from tests.operator.harness import CHANNELS, GATEWAYS, NAMESPACE, create, eventually, new_object, running_operator
 from tests.support.clients import ws_client, ws_recv, ws_send, ws_subscribe
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.processes import RedisServer
@@ -55,7 +55,8 @@ async def test_the_chat_example_is_private_and_the_scoreboard_public_end_to_end(
     publish from its WebSocket (``fromClients``); anyone reads the scoreboard. Before the Channels exist, the
     Gateway's closed default already refuses anonymous readers."""
     emulator, url = k8s
-    with gateway(*QUICK_STOP, "--redis-url", redis.url, "--gateway", GATEWAY, *keys.pod_args(audience=None)) as pod:
+    pod_args = ["--redis-url", redis.url, "--gateway", GATEWAY, "--namespace", NAMESPACE]
+    with gateway(*QUICK_STOP, *pod_args, *keys.pod_args(audience=None)) as pod:
         assert await status(pod, "scoreboard") == 401, "undeclared families follow the Gateway's closed default"
         async with running_operator(url):
             spec = {"image": "fleetcast:test", "redis": {"url": redis.url}}

@@ -9,12 +9,13 @@ from typing import Any
 import kmock
 import pytest
 
-from fleetcast.contract import keys
+from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
 from tests.operator import fleet
 from tests.operator.harness import (
     CHANNELS,
     GATEWAYS,
+    NAMESPACE,
     create,
     current,
     delete,
@@ -24,6 +25,7 @@ from tests.operator.harness import (
 )
 from tests.support.processes import RedisServer
 
+KEYS = Keys(NAMESPACE, "edge")
 LONG = "room-" + "x" * 70
 CHAT = {"history": {"maxEvents": 5000, "maxAge": "1h"}, "publish": {"fromClients": True}}
 
@@ -65,7 +67,7 @@ async def test_channel_policy_written_ready_status_and_removed(
     """The policy lands in the policies hash with a change notice, READY is True, status counts, delete removes it."""
     emulator, url = k8s
     notices = client.pubsub()
-    await notices.subscribe(keys.POLICIES_CHANGED)
+    await notices.subscribe(KEYS.policies_changed)
     try:
         async with running_operator(url):
             await create(emulator, GATEWAYS, gateway(redis.url))
@@ -73,10 +75,10 @@ async def test_channel_policy_written_ready_status_and_removed(
             await create(emulator, CHANNELS, new_object("fleetcast.dev/v1alpha1", "Channel", "plain", {}))
 
             expected = ChannelPolicy.from_spec(CHAT).to_json()
-            await eventually(lambda: client.hget(keys.POLICIES, "chat"), what="chat policy in Redis")
-            assert await client.hget(keys.POLICIES, "chat") == expected
-            await eventually(lambda: client.hget(keys.POLICIES, "plain"), what="default policy in Redis")
-            assert ChannelPolicy.from_json(await client.hget(keys.POLICIES, "plain")) == ChannelPolicy()
+            await eventually(lambda: client.hget(KEYS.policies, "chat"), what="chat policy in Redis")
+            assert await client.hget(KEYS.policies, "chat") == expected
+            await eventually(lambda: client.hget(KEYS.policies, "plain"), what="default policy in Redis")
+            assert ChannelPolicy.from_json(await client.hget(KEYS.policies, "plain")) == ChannelPolicy()
             notice = await eventually(
                 lambda: notices.get_message(ignore_subscribe_messages=True, timeout=0.1), what="a change notice"
             )
@@ -89,8 +91,8 @@ async def test_channel_policy_written_ready_status_and_removed(
                 fleet.beat("edge-a", 10, subscriptions={"chat": 4}),
                 fleet.beat("edge-b", 5, subscriptions={"chat": 3}),
             )
-            await client.xadd(keys.stream("chat"), {"data": "1"}, id="1700000000000-0")
-            latest = await client.xadd(keys.stream("chat:room-42"), {"data": "2"}, id="1700000000001-0")
+            await client.xadd(KEYS.stream("chat"), {"data": "1"}, id="1700000000000-0")
+            latest = await client.xadd(KEYS.stream("chat:room-42"), {"data": "2"}, id="1700000000001-0")
 
             def counted() -> bool:
                 status = (current(emulator, CHANNELS, "chat") or {}).get("status") or {}
@@ -102,7 +104,7 @@ async def test_channel_policy_written_ready_status_and_removed(
 
             await eventually(counted, what="subscribers, stream length and latest id in status")
             for _ in range(3):
-                await client.xadd(keys.stream("chat:room-42"), {"data": "x"})
+                await client.xadd(KEYS.stream("chat:room-42"), {"data": "x"})
             await eventually(
                 lambda: ((current(emulator, CHANNELS, "chat") or {}).get("status") or {}).get("eventsPerSecond", 0) > 0,
                 what="events/s from entries-added",
@@ -110,8 +112,8 @@ async def test_channel_policy_written_ready_status_and_removed(
 
             await delete(emulator, CHANNELS, "chat")
             await eventually(lambda: current(emulator, CHANNELS, "chat") is None, what="finalizer released")
-            assert await client.hget(keys.POLICIES, "chat") is None
-            assert await client.hget(keys.POLICIES, "plain") is not None
+            assert await client.hget(KEYS.policies, "chat") is None
+            assert await client.hget(KEYS.policies, "plain") is not None
     finally:
         await notices.aclose()
 
@@ -150,8 +152,8 @@ async def test_bad_resources_get_a_condition_and_an_event_and_nothing_crashes(
 
         # Still alive and serving: a good Channel after the bad ones gets its policy.
         await create(emulator, CHANNELS, new_object("fleetcast.dev/v1alpha1", "Channel", "fine", {}))
-        await eventually(lambda: client.hget(keys.POLICIES, "fine"), what="a good Channel served")
-        assert await client.hget(keys.POLICIES, "odd") is None
+        await eventually(lambda: client.hget(KEYS.policies, "fine"), what="a good Channel served")
+        assert await client.hget(KEYS.policies, "odd") is None
         assert current(emulator, "apps/v1/deployments", "broken-gateway") is None
         await asyncio.sleep(0.5)
         assert len(events(emulator, "InvalidSpec")) == 3, "a bad spec is reported once, not in a retry loop"

@@ -6,11 +6,13 @@ from typing import Any
 
 import kmock
 
+from fleetcast.contract.keys import Keys
 from fleetcast_operator.rbac import REQUIRED_PERMISSIONS, allows
 from tests.operator import fleet
 from tests.operator.harness import (
     CHANNELS,
     GATEWAYS,
+    NAMESPACE,
     create,
     current,
     delete,
@@ -86,7 +88,7 @@ async def test_every_api_call_is_granted(k8s: tuple[kmock.KubernetesEmulator, st
             )
             await create(emulator, CHANNELS, new_object("fleetcast.dev/v1alpha1", "Channel", "chat", {}))
             await create(emulator, CHANNELS, new_object("fleetcast.dev/v1alpha1", "Channel", "bad-" + "x" * 70, {}))
-            await eventually(lambda: client.hget("fc:policies", "chat"), what="policy written")
+            await eventually(lambda: client.hget(Keys(NAMESPACE, "edge").policies, "chat"), what="policy written")
             await delete(emulator, CHANNELS, "chat")
             await eventually(lambda: current(emulator, CHANNELS, "chat") is None, what="channel deleted")
     finally:

@@ -71,6 +71,8 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fleetcast-redis-")))
     proc: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()
+    """More redis-server flags, e.g. ``("--aclfile", path)``."""
 
     @property
     def url(self) -> str:
@@ -87,6 +89,7 @@ class RedisServer:
             "--appendfsync", "always",
             "--protected-mode", "yes",
             "--loglevel", "warning",
+            *self.extra_args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
@@ -107,9 +110,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(*, appendonly: bool = False) -> Iterator[RedisServer]:
+def redis_server(*, appendonly: bool = False, extra_args: tuple[str, ...] = ()) -> Iterator[RedisServer]:
     """A fresh redis-server for the block; stopped by PID and its data removed afterwards."""
-    server = RedisServer(appendonly=appendonly)
+    server = RedisServer(appendonly=appendonly, extra_args=extra_args)
     try:
         server.start()
         yield server

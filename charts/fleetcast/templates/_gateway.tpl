@@ -5,7 +5,9 @@ PodDisruptionBudget; its spec follows manifests/crds/gateways.fleetcast.dev.yaml
 {{- define "fleetcast.gateway.manifest" -}}
 {{- $g := .Values.gateway }}
 {{- $redis := dict }}
-{{- if .Values.redis.existingSecret }}
+{{- if include "fleetcast.redis.auth.enabled" . }}
+{{- $_ := set $redis "secretRef" (dict "name" (include "fleetcast.redis.auth.secretName" .) "key" "gateway-url" "operatorKey" "operator-url") }}
+{{- else if .Values.redis.existingSecret }}
 {{- $_ := set $redis "secretRef" (dict "name" .Values.redis.existingSecret "key" .Values.redis.existingSecretUrlKey) }}
 {{- else }}
 {{- $_ := set $redis "url" (include "fleetcast.redis.url" .) }}

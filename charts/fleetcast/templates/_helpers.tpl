@@ -92,6 +92,12 @@ app.kubernetes.io/instance: {{ include "fleetcast.gateway.name" . }}
 {{- if and .Values.redis.existingSecretPasswordKey (not .Values.redis.existingSecret) }}
 {{- fail "redis.existingSecretPasswordKey needs redis.existingSecret" }}
 {{- end }}
+{{- if and (include "fleetcast.redis.auth.enabled" .) .Values.redis.existingSecretPasswordKey }}
+{{- fail "redis.existingSecretPasswordKey (one shared password) and redis.auth (ACL users) exclude each other: set redis.auth.enabled=false to keep the shared password" }}
+{{- end }}
+{{- if and (include "fleetcast.redis.auth.enabled" .) .Values.redis.existingSecret }}
+{{- fail "with redis.auth the Gateway's Redis URL comes from the auth Secret: unset redis.existingSecret, or set redis.auth.existingSecret" }}
+{{- end }}
 {{- if and .Values.redis.existingSecretPasswordKey (not .Values.redis.enabled) }}
 {{- fail "redis.existingSecretPasswordKey sets the password of the in-release Redis; it needs redis.enabled=true" }}
 {{- end }}

@@ -1,6 +1,7 @@
 {{/*
 The operator's rules: exactly fleetcast_operator.rbac.REQUIRED_PERMISSIONS (tests/chart/test_rbac.py compares).
-kopf runs standalone with CRD and namespace scanning off, so nothing cluster-scoped is needed.
+kopf runs standalone with CRD and namespace scanning off, so nothing cluster-scoped is needed. Secrets are read
+only by name: the ones the chart's Gateway names, and operator.rbac.secretNames.
 */}}
 {{- define "fleetcast.operator.rules" -}}
 # kopf: watch the resources it serves; patch them for finalizers, progress annotations and status.
@@ -27,12 +28,34 @@ kopf runs standalone with CRD and namespace scanning off, so nothing cluster-sco
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["patch"]
-# A Gateway's redis.secretRef.
+{{- with (include "fleetcast.operator.secretNames" . | fromJsonArray) }}
+# A Gateway's redis.secretRef, by name only.
 - apiGroups: [""]
   resources: ["secrets"]
+  resourceNames: {{ toJson . }}
   verbs: ["get"]
+{{- end }}
 # kopf's events about handler progress and errors.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end }}
+
+{{/* The Secrets the operator may read (JSON list): the chart's Gateway's, then operator.rbac.secretNames. */}}
+{{- define "fleetcast.operator.secretNames" -}}
+{{- $names := list }}
+{{- if include "fleetcast.redis.auth.enabled" . }}
+{{- $names = append $names (include "fleetcast.redis.auth.secretName" .) }}
+{{- else if .Values.redis.existingSecret }}
+{{- $names = append $names .Values.redis.existingSecret }}
+{{- end }}
+{{- $names = concat $names .Values.operator.rbac.secretNames | uniq }}
+{{- toJson $names }}
+{{- end }}
+
+{{/* The namespaces the operator serves (JSON list); empty means every namespace (watchAllNamespaces). */}}
+{{- define "fleetcast.operator.namespaces" -}}
+{{- if .Values.operator.watchAllNamespaces }}[]
+{{- else }}{{ toJson (default (list .Release.Namespace) .Values.operator.watchNamespaces) }}
+{{- end }}
 {{- end }}

@@ -1,6 +1,6 @@
 """What the pods report, turned into the autoscaler's inputs.
 
-The pods write heartbeats to the hash :func:`fleetcast.contract.keys.pods` (see
+The pods write heartbeats to the hash :attr:`fleetcast.contract.keys.Keys.pods` (see
 :mod:`fleetcast.contract.heartbeat`); :mod:`fleetcast_operator.fleet_redis` reads that hash and hands its raw
 values here. Parsing lives here, apart from the Redis I/O, so it is tested without a server and the
 autoscaler package never imports ``redis``. Records that are unreadable, of another gateway or stale are set

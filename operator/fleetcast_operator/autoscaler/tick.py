@@ -16,6 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetcast.contract.keys import Keys
 from fleetcast_operator import conditions, tracing
 from fleetcast_operator.autoscaler.policy import Recommendation, decide
 from fleetcast_operator.autoscaler.signals import FleetView, read_fleet
@@ -58,7 +59,7 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
 
     try:
         fleet = await rt.fleet(namespace, spec.redis)
-        view = read_fleet(await fleet.heartbeats(name), gateway=name, now=rt.wall_clock())
+        view = read_fleet(await fleet.heartbeats(Keys(namespace, name)), gateway=name, now=rt.wall_clock())
     except (TemporaryFailure, InvalidSpec) as exc:
         await _report(rt, namespace, name, memory, status, None, current, None, False, "SignalsUnavailable", str(exc))
         return

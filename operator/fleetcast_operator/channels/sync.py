@@ -1,10 +1,10 @@
 """A Channel's policy in the Redis of every Gateway of its namespace, and its status from there.
 
-A Channel governs its family on the Gateways of its own namespace: the operator writes the policy to each of
-their Redis instances (usually one) and announces the change on ``POLICIES_CHANGED``. The status timer calls
-:func:`sync_channel` again, which rewrites the policy only when Redis lost or changed it (a Redis restart
-without persistence, a new Gateway), so the pods converge without anybody re-applying the Channel.
-"""
+A Channel governs its family on every Gateway of its own namespace (no selector: a namespace is the unit of trust
+and of configuration): the operator writes the policy into each Gateway's own policy hash, in that Gateway's Redis,
+and announces the change on that Gateway's change channel (:class:`fleetcast.contract.keys.Keys`). The status timer
+calls :func:`sync_channel` again, which rewrites the policy only when Redis lost or changed it (a Redis restart
+without persistence, a new Gateway), so the pods converge without anybody re-applying the Channel."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetcast.contract.heartbeat import Heartbeat
+from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast_operator.autoscaler.signals import read_fleet
 from fleetcast_operator.channels.status import Sample, StreamStats, channel_status, events_per_second
 from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
-from fleetcast_operator.gateway.spec import RedisSource
+from fleetcast_operator.gateway.spec import RedisSource, redis_source_of
 from fleetcast_operator.runtime import Fleet, Runtime
 
 
@@ -63,15 +64,15 @@ async def sync_channel(
         return SyncResult(False, "NoGateway", f"no Gateway in namespace {namespace!r} to serve this family yet")
     try:
         pairs = await _fleets(rt, namespace, gateways)
-        distinct: dict[int, Fleet] = {id(fleet): fleet for _, fleet in pairs}
-        for fleet in distinct.values():
-            await fleet.put_policy(family, policy.to_json())
+        for ref, fleet in pairs:
+            await fleet.put_policy(Keys(namespace, ref.name), family, policy.to_json())
         if memory is None:
             return SyncResult(True, "PolicyStored", f"policy stored for {len(pairs)} gateway(s)")
         heartbeats: list[Heartbeat] = []
         for ref, fleet in pairs:
-            heartbeats.extend(read_fleet(await fleet.heartbeats(ref.name), gateway=ref.name, now=rt.wall_clock()).fresh)
-        stats = [await fleet.stream_stats(family) for fleet in distinct.values()]
+            raw = await fleet.heartbeats(Keys(namespace, ref.name))
+            heartbeats.extend(read_fleet(raw, gateway=ref.name, now=rt.wall_clock()).fresh)
+        stats = [await fleet.stream_stats(Keys(namespace, ref.name), family) for ref, fleet in pairs]
     except (TemporaryFailure, InvalidSpec) as exc:
         return SyncResult(False, "RedisUnavailable", str(exc))
 
@@ -90,9 +91,8 @@ async def sync_channel(
 
 async def remove_channel(rt: Runtime, namespace: str, family: str, gateways: Sequence[GatewayRef]) -> None:
     """Remove the policy everywhere it was written; the pods fall back to the undeclared default."""
-    pairs = await _fleets(rt, namespace, gateways)
-    for fleet in {id(fleet): fleet for _, fleet in pairs}.values():
-        await fleet.drop_policy(family)
+    for ref, fleet in await _fleets(rt, namespace, gateways):
+        await fleet.drop_policy(Keys(namespace, ref.name), family)
 
 
 def gateway_refs(entries: Sequence[Mapping[str, Any]]) -> list[GatewayRef]:
@@ -104,7 +104,7 @@ def gateway_refs(entries: Sequence[Mapping[str, Any]]) -> list[GatewayRef]:
         if redis.get("url"):
             refs.append(GatewayRef(str(entry["name"]), RedisSource(url=str(redis["url"]))))
         elif secret.get("name"):
-            source = RedisSource(secret_name=str(secret["name"]), secret_key=str(secret.get("key") or "url"))
+            source = redis_source_of(secret)
             refs.append(GatewayRef(str(entry["name"]), source))
     return sorted(refs, key=lambda ref: ref.name)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from fleetcast.contract.commands import DrainCommand
 from fleetcast.contract.heartbeat import Heartbeat
+from fleetcast.contract.keys import Keys
 from fleetcast_operator import tracing
 from fleetcast_operator.conditions import now_iso
 from fleetcast_operator.drain.planner import DEADLINE_MARGIN_SECONDS, DrainProgress, progress
@@ -130,7 +131,7 @@ async def _send(kube: Kube, fleet: Fleet, namespace: str, gateway: str, plan: Sc
                 connections_per_second=drain.connections_per_second,
                 timeout_seconds=drain.timeout_seconds,
             )
-            step = replace(step, command_id=await fleet.send(gateway, command.to_fields()))
+            step = replace(step, command_id=await fleet.send(Keys(namespace, gateway), command.to_fields()))
         if step != steps[index]:
             steps[index] = step
             plan = replace(plan, pods=tuple(steps))

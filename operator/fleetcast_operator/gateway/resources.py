@@ -77,6 +77,7 @@ def environment(gateway: str, spec: GatewaySpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "FLEETCAST_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "FLEETCAST_GATEWAY", "value": gateway},
+        {"name": "FLEETCAST_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "FLEETCAST_HOST", "value": "0.0.0.0"},
         {"name": "FLEETCAST_PORT", "value": str(CONTAINER_PORT)},
         {"name": "FLEETCAST_ADMIN_PORT", "value": str(ADMIN_PORT)},
@@ -198,6 +199,7 @@ def deployment(gateway: str, namespace: str, uid: str, spec: GatewaySpec, *, rep
                 "metadata": {"labels": selector_labels(gateway)},
                 "spec": {
                     "terminationGracePeriodSeconds": spec.drain.timeout_seconds + TERMINATION_MARGIN_SECONDS,
+                    "automountServiceAccountToken": False,  # pods never call the Kubernetes API
                     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *secret_volumes],

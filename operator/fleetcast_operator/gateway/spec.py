@@ -45,6 +45,8 @@ class RedisSource:
     url: str | None = None
     secret_name: str | None = None
     secret_key: str = "url"
+    operator_key: str | None = None
+    """Key of the same Secret with the operator's own Redis URL (its ACL user); None: the operator uses the pods'."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ def parse_gateway_spec(spec: Mapping[str, Any]) -> GatewaySpec:
         source = RedisSource(url=url)
     else:
         assert isinstance(secret, Mapping)
-        source = RedisSource(secret_name=str(secret["name"]), secret_key=str(secret.get("key") or "url"))
+        source = redis_source_of(secret)
 
     pull = spec.get("imagePullPolicy", "IfNotPresent")
     if pull not in ("Always", "IfNotPresent", "Never"):
@@ -236,3 +238,13 @@ def _bool(section: Mapping[str, Any], key: str, default: bool, prefix: str) -> b
     if not isinstance(value, bool):
         raise InvalidSpec(f"spec.{prefix}{key} must be true or false, got {value!r}")
     return value
+
+
+def redis_source_of(secret_ref: Mapping[str, Any]) -> RedisSource:
+    """``spec.redis.secretRef`` (already checked to have a name) as a :class:`RedisSource`."""
+    operator_key = secret_ref.get("operatorKey")
+    return RedisSource(
+        secret_name=str(secret_ref["name"]),
+        secret_key=str(secret_ref.get("key") or "url"),
+        operator_key=str(operator_key) if operator_key else None,
+    )

@@ -36,6 +36,17 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 """Errors that mean "Redis is not reachable right now", as opposed to a bug in a command."""
 
+REFUSED: tuple[type[BaseException], ...] = (redis.exceptions.NoPermissionError, redis.exceptions.ReadOnlyError)
+"""Errors that mean "Redis answers but will not let this user do that": an ACL user without the command, key or
+pub/sub channel (``NOPERM``), or a read-only replica (``READONLY``). For the gateway this is as good as down."""
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether Redis refused a command for want of permission (also when a Lua script's call was refused)."""
+    if isinstance(exc, REFUSED):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).lstrip().startswith(("NOPERM", "READONLY"))
+
 
 def make_pool(url: str, *, timeout: float, max_connections: int) -> BlockingConnectionPool:
     """A pool whose connections time out after ``timeout`` seconds and never retry by themselves.
@@ -75,11 +86,38 @@ async def execute(client: redis.asyncio.Redis, *args: str | bytes | int | float)
 
 @contextmanager
 def unavailable(what: str) -> Iterator[None]:
-    """Turn Redis connectivity errors into :class:`BrokerUnavailable` (``raise ... from``)."""
+    """Turn Redis connectivity errors and permission refusals into :class:`BrokerUnavailable` (``raise ... from``)."""
     try:
         yield
+    except redis.exceptions.ResponseError as exc:  # before TRANSIENT, which holds ReadOnlyError
+        if not refused(exc):
+            raise
+        raise BrokerUnavailable(f"{what}: {refusal_message(exc)}") from exc
     except TRANSIENT as exc:
         raise BrokerUnavailable(f"{what}: Redis is unavailable ({type(exc).__name__}: {exc})") from exc
+
+
+async def check_write_access(client: redis.asyncio.Redis, probe_key: str) -> None:
+    """Raise :class:`BrokerUnavailable` unless this user may write the Gateway's keys on a writable Redis.
+
+    ``PEXPIRE`` of a key nobody stores is a write command that changes nothing: an ACL user without write
+    commands or without the key pattern gets ``NOPERM``, a read-only replica ``READONLY``.
+    """
+    with unavailable("write access"):
+        await execute(client, "PEXPIRE", probe_key, 1)
+
+
+def refusal_message(exc: BaseException) -> str:
+    """What an operator needs to read when Redis refuses the gateway's user."""
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        detail = f"NOPERM {detail}"  # redis-py keeps the message but drops the error code
+    elif isinstance(exc, redis.exceptions.ReadOnlyError):
+        detail = f"READONLY {detail}"
+    return (
+        f"Redis refused the gateway's user ({detail}); check the ACL user in the gateway's Redis URL: it needs "
+        "write access to its Gateway's keys on a primary"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The fleet on Redis: the pod registry, the gateway's control stream, and channel policies.
 
-Keys and record formats are those of :mod:`fleetcast.contract` (shared with the operator): heartbeats in the
-hash ``keys.pods(gateway)``, commands on the stream ``keys.control(gateway)``, policies in the hash
-``keys.POLICIES``, change announcements on the pub/sub channel ``keys.POLICIES_CHANGED``.
+Keys and record formats are those of :mod:`fleetcast.contract` (shared with the operator), all of them the
+Gateway's own (:class:`fleetcast.contract.keys.Keys`): heartbeats in the hash ``keys.pods``, commands on the
+stream ``keys.control``, policies in the hash ``keys.policies``, change announcements on the pub/sub channel
+``keys.policies_changed``.
 
 Two listeners run per pod, each on its own connection, each reconnecting with capped, jittered backoff: one
 ``XREAD BLOCK`` on the control stream from the position it had at :meth:`RedisFleet.start` (``$``), continuing
@@ -32,9 +33,9 @@ from fleetcast.broker.redis_common import (
     text,
     unavailable,
 )
-from fleetcast.contract import keys
 from fleetcast.contract.commands import DRAIN, DrainCommand
 from fleetcast.contract.heartbeat import Heartbeat
+from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,12 @@ BLOCK_MS = 1000
 
 
 class RedisFleet:
-    """A :class:`fleetcast.broker.fleet.Fleet` on Redis, for pod ``pod`` of gateway ``gateway``."""
+    """A :class:`fleetcast.broker.fleet.Fleet` on Redis, for pod ``pod`` of gateway ``gateway`` in Kubernetes
+    namespace ``namespace``."""
 
-    def __init__(self, url: str, *, gateway: str, pod: str, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, gateway: str, pod: str, namespace: str = "default", timeout: float = 2.0) -> None:
         self.gateway = gateway
+        self.keys = Keys(namespace, gateway)
         self._pod = pod
         self._timeout = timeout
         self._pool = make_pool(url, timeout=timeout, max_connections=4)
@@ -77,7 +80,7 @@ class RedisFleet:
         await self._pool.disconnect()
 
     async def _control_end(self) -> str:
-        last = await execute(self._client, "XREVRANGE", keys.control(self.gateway), "+", "-", "COUNT", 1)
+        last = await execute(self._client, "XREVRANGE", self.keys.control, "+", "-", "COUNT", 1)
         return text(last[0][0]) if last else "0-0"
 
     async def _listen_commands(self, on_command: CommandHandler) -> None:
@@ -100,7 +103,7 @@ class RedisFleet:
             await asyncio.sleep(backoff.next())
 
     async def _read_commands(self, conn: Connection, on_command: CommandHandler) -> None:
-        key = keys.control(self.gateway)
+        key = self.keys.control
         assert self._control_cursor is not None
         await conn.send_command("XREAD", "COUNT", 100, "BLOCK", BLOCK_MS, "STREAMS", key, self._control_cursor)
         async with asyncio.timeout(BLOCK_MS / 1000 + self._timeout):
@@ -128,7 +131,7 @@ class RedisFleet:
             conn = dedicated_connection(self._pool)
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
-                await conn.send_command("SUBSCRIBE", keys.POLICIES_CHANGED)
+                await conn.send_command("SUBSCRIBE", self.keys.policies_changed)
                 idle = 0.0
                 while not self._stopping:
                     message = await conn.read_response(timeout=1.0)
@@ -164,15 +167,15 @@ class RedisFleet:
 
     async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
         with unavailable("heartbeat"):
-            await execute(self._client, "HSET", keys.pods(heartbeat.gateway), heartbeat.pod, heartbeat.to_json())
+            await execute(self._client, "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json())
 
     async def remove_heartbeat(self, pod: str) -> None:
         with unavailable("heartbeat"):
-            await execute(self._client, "HDEL", keys.pods(self.gateway), pod)
+            await execute(self._client, "HDEL", self.keys.pods, pod)
 
     async def heartbeats(self) -> dict[str, Heartbeat]:
         with unavailable("heartbeats"):
-            raw = await execute(self._client, "HGETALL", keys.pods(self.gateway))
+            raw = await execute(self._client, "HGETALL", self.keys.pods)
         records = {}
         for pod, record in raw.items():
             try:
@@ -183,7 +186,7 @@ class RedisFleet:
 
     async def policies(self) -> dict[str, ChannelPolicy]:
         with unavailable("policies"):
-            raw = await execute(self._client, "HGETALL", keys.POLICIES)
+            raw = await execute(self._client, "HGETALL", self.keys.policies)
         policies = {}
         for family, record in raw.items():
             try:
@@ -195,13 +198,13 @@ class RedisFleet:
     async def set_policy(self, family: str, policy: ChannelPolicy) -> None:
         with unavailable("set policy"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.POLICIES, family, policy.to_json())
-                pipe.publish(keys.POLICIES_CHANGED, family)
+                pipe.hset(self.keys.policies, family, policy.to_json())
+                pipe.publish(self.keys.policies_changed, family)
                 await pipe.execute()
 
     async def delete_policy(self, family: str) -> None:
         with unavailable("delete policy"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.POLICIES, family)
-                pipe.publish(keys.POLICIES_CHANGED, family)
+                pipe.hdel(self.keys.policies, family)
+                pipe.publish(self.keys.policies_changed, family)
                 await pipe.execute()

@@ -35,8 +35,16 @@ from redis.asyncio.connection import BlockingConnectionPool, Connection
 
 from fleetcast.broker import redis_scripts
 from fleetcast.broker.base import Delivery, Event, Lost
-from fleetcast.broker.redis_common import TRANSIENT, Backoff, dedicated_connection, execute, text, unavailable
-from fleetcast.contract import keys
+from fleetcast.broker.redis_common import (
+    TRANSIENT,
+    Backoff,
+    check_write_access,
+    dedicated_connection,
+    execute,
+    text,
+    unavailable,
+)
+from fleetcast.contract.keys import Keys
 from fleetcast.core import ids
 from fleetcast.core.ids import EventId
 from fleetcast.errors import BrokerUnavailable
@@ -54,9 +62,9 @@ class Cursor:
 
     __slots__ = ("buffer", "channel", "key", "last", "overflowed", "syncing")
 
-    def __init__(self, channel: str, last: EventId | None) -> None:
+    def __init__(self, channel: str, key: str, last: EventId | None) -> None:
         self.channel = channel
-        self.key = keys.stream(channel)
+        self.key = key
         self.last = last
         """Id of the last event delivered (or the stream's last id at watch time); None until known."""
         self.syncing = True
@@ -89,10 +97,10 @@ def parse_notification(payload: bytes) -> Event:
     return Event(id=event_id.decode(), type=rest[:n].decode(), data=rest[n:], traceparent=traceparent.decode() or None)
 
 
-async def last_id(client: redis.asyncio.Redis, channel: str) -> EventId:
-    """The stream's last generated id (``0-0`` if it has none): a new watch starts after it."""
+async def last_id(client: redis.asyncio.Redis, key: str) -> EventId:
+    """The last generated id of the stream ``key`` (``0-0`` if it has none): a new watch starts after it."""
     with unavailable("watch"):
-        meta = await redis_scripts.META.run(client, [keys.stream(channel)], [])
+        meta = await redis_scripts.META.run(client, [key], [])
     last = text(meta[3])
     return ids.parse(last) if last else ids.ZERO
 
@@ -104,6 +112,7 @@ class LiveReader:
         self,
         pool: BlockingConnectionPool,
         client: redis.asyncio.Redis,
+        keys: Keys,
         deliver: Delivery,
         lost: Lost | None,
         *,
@@ -113,6 +122,7 @@ class LiveReader:
     ) -> None:
         self._pool = pool
         self._client = client
+        self.keys = keys
         self._deliver = deliver
         self._lost = lost
         self._read_count = read_count
@@ -176,9 +186,13 @@ class LiveReader:
             conn = dedicated_connection(self._pool)
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
+                # Ready means able to publish too: a user Redis refuses writes keeps the pod unready.
+                await check_write_access(self._client, self.keys.probe)
                 await self.session(conn, backoff)
             except TRANSIENT as exc:
                 log.warning("live reader lost Redis (%s: %s); reconnecting", type(exc).__name__, exc)
+            except BrokerUnavailable as exc:
+                log.error("live reader: %s; retrying", exc)
             except Exception:
                 log.exception("live reader failed; reconnecting")
             finally:
@@ -252,7 +266,8 @@ class XreadReader(LiveReader):
     async def watch(self, channel: str) -> None:
         if channel in self.cursors:
             return
-        self.cursors[channel] = Cursor(channel, await last_id(self._client, channel))
+        key = self.keys.stream(channel)
+        self.cursors[channel] = Cursor(channel, key, await last_id(self._client, key))
         self._changed.set()
         if self._blocked and not self._woken and self._client_id is not None:
             self._woken = True
@@ -280,9 +295,9 @@ class NotifyReader(LiveReader):
         waiting = []
         for cursor in cursors:
             cursor.syncing, cursor.buffer, cursor.overflowed = True, [], False
-            waiting.append(self._expect_confirmation(keys.notify(cursor.channel).encode()))
+            waiting.append(self._expect_confirmation(self.keys.notify(cursor.channel).encode()))
         for start in range(0, len(cursors), 500):
-            await conn.send_command("SUBSCRIBE", *(keys.notify(c.channel) for c in cursors[start : start + 500]))
+            await conn.send_command("SUBSCRIBE", *(self.keys.notify(c.channel) for c in cursors[start : start + 500]))
         if not cursors:
             await conn.send_command("PING")
         self._catch_up = asyncio.create_task(self._resync(cursors, waiting, backoff))
@@ -387,8 +402,8 @@ class NotifyReader(LiveReader):
             if conn is None:
                 raise BrokerUnavailable("watch: Redis is unavailable (the live connection is down)")
             return
-        cursor = Cursor(channel, None)
-        key = keys.notify(channel)
+        cursor = Cursor(channel, self.keys.stream(channel), None)
+        key = self.keys.notify(channel)
         self.cursors[channel] = cursor
         self._by_key[key.encode()] = cursor
         try:
@@ -399,7 +414,7 @@ class NotifyReader(LiveReader):
                     await confirmed
             # Subscribed: every event appended from now on arrives as a notification. The stream's last id
             # now marks where this watch starts; notifications up to it are covered by the caller's read.
-            cursor.last = await last_id(self._client, channel)
+            cursor.last = await last_id(self._client, cursor.key)
         except BaseException:
             if self.cursors.get(channel) is cursor:
                 await self.unwatch(channel)
@@ -411,7 +426,7 @@ class NotifyReader(LiveReader):
         cursor = self.cursors.pop(channel, None)
         if cursor is None:
             return
-        key = keys.notify(channel)
+        key = self.keys.notify(channel)
         self._by_key.pop(key.encode(), None)
         self._pending.pop(cursor, None)
         if self._conn is not None:

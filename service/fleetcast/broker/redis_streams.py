@@ -1,10 +1,10 @@
 """The Redis Streams broker: the fleet's shared store, one stream per channel, live delivery to every pod.
 
 It keeps the semantics of :mod:`fleetcast.broker.base`. Each channel's events live in the stream
-:func:`fleetcast.contract.keys.stream` with the fields ``data``, ``type`` and ``traceparent``. Publishing is one
-Lua script (:mod:`fleetcast.broker.redis_scripts`): idempotency check, ``XADD``, retention, notification, all or
-nothing. Reading applies the gap rule in one script against one snapshot of the stream. Live delivery is one
-reader per pod on a dedicated connection (:mod:`fleetcast.broker.redis_live`).
+:meth:`fleetcast.contract.keys.Keys.stream` (namespaced per Gateway) with the fields ``data``, ``type`` and
+``traceparent``. Publishing is one Lua script (:mod:`fleetcast.broker.redis_scripts`): idempotency check, ``XADD``,
+retention, notification, all or nothing. Reading applies the gap rule in one script against one snapshot of the stream.
+Live delivery is one reader per pod on a dedicated connection (:mod:`fleetcast.broker.redis_live`).
 
 Faults: every command has a connect and socket timeout and no hidden retries, so calls while Redis is down
 raise :class:`fleetcast.errors.BrokerUnavailable` within about ``timeout`` seconds. :meth:`start` returns
@@ -18,16 +18,16 @@ It deliberately does not coalesce reads of many clients: wrap it in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Literal, TypeVar
 
 from fleetcast.broker import redis_scripts
 from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, History, Lost, Retention, StreamInfo
-from fleetcast.broker.redis_common import TRANSIENT, execute, make_client, make_pool, stop_task, text, unavailable
+from fleetcast.broker.redis_common import check_write_access, make_client, make_pool, stop_task, text, unavailable
 from fleetcast.broker.redis_live import LiveReader, NotifyReader, XreadReader, parse_entries
-from fleetcast.contract import keys
+from fleetcast.contract.keys import DEFAULT as DEFAULT_KEYS
+from fleetcast.contract.keys import Keys
 from fleetcast.core import ids
 from fleetcast.errors import BrokerUnavailable
 
@@ -44,6 +44,7 @@ class RedisStreamsBroker:
     ``live`` picks the delivery path; every pod of a fleet can run either (the publish script always
     notifies), but ``notify`` is the measured choice. ``timeout`` bounds every connect, command and wait for
     a pooled connection. ``max_connections`` bounds the pool (the live reader has its own connection).
+    ``keys`` names the Gateway's keys; pods of different Gateways on one Redis see none of each other's events.
     """
 
     def __init__(
@@ -54,8 +55,10 @@ class RedisStreamsBroker:
         live: LivePath = "notify",
         timeout: float = 2.0,
         max_connections: int = 32,
+        keys: Keys = DEFAULT_KEYS,
     ) -> None:
         self._url = url
+        self._keys = keys
         self._read_count = read_count
         self._live: LivePath = live
         self._timeout = timeout
@@ -79,16 +82,20 @@ class RedisStreamsBroker:
         self._reader = reader_class(
             self._pool,
             self._client,
+            self._keys,
             deliver,
             lost,
             read_count=self._read_count,
             timeout=self._timeout,
             set_ready=self._set_ready,
         )
-        # One bounded probe so that ``ready`` is right when start returns; the reader takes it from there.
-        with contextlib.suppress(*TRANSIENT):
-            await execute(self._client, "PING")
+        # One bounded probe so that ``ready`` is right when start returns; the reader takes it from there. It
+        # writes (a no-op), so a user that may only read, or a read-only replica, is not ready either.
+        try:
+            await check_write_access(self._client, self._keys.probe)
             self._set_ready(True)
+        except BrokerUnavailable as exc:
+            log.warning("redis broker not ready at start: %s", exc)
         self._reader_task = asyncio.create_task(self._reader.run(), name="fleetcast-redis-live-reader")
 
     async def close(self) -> None:
@@ -121,9 +128,9 @@ class RedisStreamsBroker:
         idempotency_key: str | None = None,
         traceparent: str | None = None,
     ) -> str:
-        stream_keys = [keys.stream(channel)]
+        stream_keys = [self._keys.stream(channel)]
         if idempotency_key is not None:
-            stream_keys.append(keys.idempotency(channel, idempotency_key))
+            stream_keys.append(self._keys.idempotency(channel, idempotency_key))
         args: list[str | bytes | int] = [
             data,
             type,
@@ -131,7 +138,7 @@ class RedisStreamsBroker:
             "" if retention.max_events is None else retention.max_events,
             "" if retention.max_age_seconds is None else int(retention.max_age_seconds * 1000),
             int(IDEMPOTENCY_SECONDS * 1000),
-            keys.notify(channel),
+            self._keys.notify(channel),
         ]
         event_id = await self._call("publish", redis_scripts.PUBLISH.run(self._client, stream_keys, args))
         return text(event_id)
@@ -139,7 +146,7 @@ class RedisStreamsBroker:
     async def read(self, channel: str, since: str, limit: int) -> History:
         since_id = ids.format_id(ids.parse(since))
         reply = await self._call(
-            "read", redis_scripts.READ.run(self._client, [keys.stream(channel)], [since_id, max(limit, 0)])
+            "read", redis_scripts.READ.run(self._client, [self._keys.stream(channel)], [since_id, max(limit, 0)])
         )
         gap, earliest, latest, entries = reply
         return History(
@@ -150,7 +157,7 @@ class RedisStreamsBroker:
         )
 
     async def info(self, channel: str) -> StreamInfo:
-        meta = await self._call("info", redis_scripts.META.run(self._client, [keys.stream(channel)], []))
+        meta = await self._call("info", redis_scripts.META.run(self._client, [self._keys.stream(channel)], []))
         _, length, first, _, _, last = meta
         if not length:
             return StreamInfo(length=0, earliest=None, latest=None)

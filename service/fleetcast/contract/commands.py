@@ -1,6 +1,6 @@
 """Commands the operator sends to pods on the gateway's control stream.
 
-Each entry of :func:`fleetcast.contract.keys.control` has the fields ``cmd`` and ``pod`` (the target pod's
+Each entry of :attr:`fleetcast.contract.keys.Keys.control` has the fields ``cmd`` and ``pod`` (the target pod's
 name) plus command-specific fields, all strings. Pods read the stream from the moment they start (``$``): a
 command is for the pods alive when it was sent. Unknown commands are ignored, so the operator can be newer
 than the pods.

@@ -1,6 +1,6 @@
 """The heartbeat record every pod writes to the pod registry.
 
-A pod writes its record to the hash :func:`fleetcast.contract.keys.pods` every :data:`INTERVAL_SECONDS` and
+A pod writes its record to the hash :attr:`fleetcast.contract.keys.Keys.pods` every :data:`INTERVAL_SECONDS` and
 removes it when it exits. A record older than :data:`STALE_AFTER_SECONDS` belongs to a pod that died without
 saying so: readers ignore it, as the HPA ignores a pod without metrics.
 """

@@ -1,7 +1,7 @@
 """The channel policy: how one channel family behaves, as declared by a ``Channel`` resource.
 
 The operator turns a ``Channel``'s ``spec`` into a :class:`ChannelPolicy` and writes its JSON to the hash
-:data:`fleetcast.contract.keys.POLICIES` under the family name; pods read it and apply it to the family's
+:attr:`fleetcast.contract.keys.Keys.policies` under the family name; pods read it and apply it to the family's
 channels (``chat`` governs ``chat`` and every ``chat:<suffix>``). The JSON uses the CRD's camelCase field names,
 so the spec and the stored policy read alike. Every field has a default: ``spec: {}`` is a valid Channel.
 """

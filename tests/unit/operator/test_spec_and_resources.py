@@ -123,3 +123,16 @@ def test_auth_secrets_become_whole_secret_volumes_the_env_points_into() -> None:
         path = env[name]
         mount = next(m for m in mounts if path == m or path.startswith(m + "/"))
         assert mounts[mount]["name"] in volumes
+
+
+def test_pods_get_no_api_token_and_know_their_namespace() -> None:
+    """Gateway pods never call the Kubernetes API: no service account token; their namespace (downward API) and
+    Gateway name their Redis keys; an operatorKey reaches only the operator, never the pods' env."""
+    spec = parse_gateway_spec({**BASE, "redis": {"secretRef": {"name": "auth", "key": "gw", "operatorKey": "op"}}})
+    pod = resources.deployment("edge", "ns", "uid-1", spec, replicas=1)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["FLEETCAST_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["FLEETCAST_GATEWAY"]["value"] == "edge"
+    assert env["FLEETCAST_REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "auth", "key": "gw"}}
+    assert spec.redis.operator_key == "op"
