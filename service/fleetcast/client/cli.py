@@ -52,7 +52,8 @@ _HINTS = {
     503: "the gateway cannot reach its broker",
 }
 
-log = logging.getLogger(__name__)
+_CLIENT_STOPPED = "fleetcast client stopped: %s"
+"""The client's own log line when it stops; ``tail`` reports the reason itself."""
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -194,6 +195,7 @@ def tail(args: argparse.Namespace) -> int:
     # What the client does (connecting, backing off, resuming) is worth seeing while waiting; stdout is the data.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("fleetcast: %(message)s"))
+    handler.addFilter(lambda record: record.msg != _CLIENT_STOPPED)  # said once, with a hint, by _tail
     client_log = logging.getLogger("fleetcast.client")
     client_log.addHandler(handler)
     client_log.setLevel(logging.INFO)
@@ -260,7 +262,9 @@ async def _tail(args: argparse.Namespace) -> int:
         status = failure.http_status
         not_allowed = status in (401, 403) or failure.close_code in (4001, 4003) or failure.error_code in (
             "unauthorized", "forbidden")  # fmt: skip
-        return _fail("not_allowed" if not_allowed else "bad_input", f"{args.channel}: {failure}")
+        if not_allowed:
+            return _fail("not_allowed", f"{args.channel}: {failure} (give a token: --token or FLEETCAST_TOKEN)")
+        return _fail("bad_input", f"{args.channel}: {failure}")
     if failure is not None:
         return _fail("failed", f"{args.channel}: {failure}")
     return EXIT["ok"]
