@@ -148,7 +148,8 @@ def test_publish_says_what_is_wrong_with_an_exit_status_per_kind(secured: Gatewa
     url = ("--url", secured.url)
     missing = fleetcast("publish", "chat:a", "{}", *url)
     assert missing.returncode == 3
-    assert "401" in missing.stderr and "--key or FLEETCAST_PUBLISH_KEY" in missing.stderr
+    assert "401" in missing.stderr
+    assert "--key or FLEETCAST_PUBLISH_KEY" in missing.stderr
     wrong = fleetcast("publish", "chat:a", "{}", *url, "--key", "not-the-key")
     assert wrong.returncode == 3, wrong.stderr
     other = keys.hs256(sub="u1", publish=["other:*"])
