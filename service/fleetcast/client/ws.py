@@ -311,7 +311,8 @@ class WsClient(ClientBase):
         if advice_for(code) == "stop":
             raise Refused(f"the server closed the connection: {code} {reason}".strip(), close_code=code,
                           error_code=reason)  # fmt: skip
-        log.info("connection to %s closed (%s %s); backing off", self.url, code, reason)
+        how = "without a close frame" if code is None else f"with {code} {reason}".rstrip()
+        log.info("connection to %s closed %s; backing off", self.url, how)
         return None
 
     def _confirmed(self, message: dict[str, Any]) -> None:
