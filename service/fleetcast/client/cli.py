@@ -97,10 +97,11 @@ def _env_option(parser: argparse.ArgumentParser, flag: str, variable: str, help:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed ``publish`` or ``tail``; returns the exit status."""
-    if args.command == "publish":
-        return publish(args)
-    return tail(args)
+    """Run a parsed ``publish`` or ``tail``; returns the exit status (130 for a Ctrl-C during a publish)."""
+    try:
+        return publish(args) if args.command == "publish" else tail(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> None:
