@@ -192,3 +192,20 @@ async def test_tail_with_a_token_and_without(secured: GatewayProcess, keys: Keys
         [line] = await reader.lines(1)
         assert (await reader.interrupt())[0] == 0
     assert line["data"] == "hello"
+
+
+def test_publish_says_try_later_for_a_rate_limit_and_a_broker_outage(redis: RedisServer) -> None:
+    """429 (the channel's publishPerSecond, one per 10 s here) and 503 (Redis gone): exit 4, "retry after"."""
+    declare(redis, "slow", "--publish-per-second", "0.1", "--publish-anonymous", "--anonymous")
+    with gateway("--redis-url", redis.url, *QUICK_STOP) as pod:
+        results = [fleetcast("publish", "slow:a", "1", "--url", pod.url) for _ in range(2)]
+        limited = [r for r in results if r.returncode != 0]
+        assert limited, [r.stdout for r in results]
+        assert limited[0].returncode == 4, limited[0].stderr
+        assert "429" in limited[0].stderr
+        assert "retry after" in limited[0].stderr
+        redis.stop()
+        down = fleetcast("publish", "other:a", "1", "--url", pod.url)
+    assert down.returncode == 4, down.stderr
+    assert "503" in down.stderr
+    assert "cannot reach its broker" in down.stderr
