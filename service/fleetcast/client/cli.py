@@ -232,19 +232,18 @@ class _Printer:
 async def _tail(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        # Where the loop cannot take signals (Windows), Ctrl-C arrives as KeyboardInterrupt: see run().
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     printer = _Printer(stop)
+    callbacks = {"on_event": printer.event, "on_gap": printer.gap, "token": args.token}
     client: WsClient | SseClient
     if args.transport == "sse":
-        client = SseClient(
-            args.url, args.channel, since=args.since, on_event=printer.event, on_gap=printer.gap, token=args.token
-        )
+        client = SseClient(args.url, args.channel, since=args.since, **callbacks)
     else:
-        client = WsClient(
-            _ws_url(args.url), {args.channel: args.since}, on_event=printer.event, on_gap=printer.gap,
-            token=args.token,
-        )  # fmt: skip
+        client = WsClient(_ws_url(args.url), {args.channel: args.since}, **callbacks)
     try:
         async with client:
             stopped = asyncio.create_task(stop.wait())
@@ -256,19 +255,27 @@ async def _tail(args: argparse.Namespace) -> int:
                     task.cancel()
                 await asyncio.gather(stopped, closed, return_exceptions=True)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
     failure = client.failure
     if isinstance(failure, Refused):
-        status = failure.http_status
-        not_allowed = status in (401, 403) or failure.close_code in (4001, 4003) or failure.error_code in (
-            "unauthorized", "forbidden")  # fmt: skip
-        if not_allowed:
-            return _fail("not_allowed", f"{args.channel}: {failure} (give a token: --token or FLEETCAST_TOKEN)")
+        if _not_allowed(failure):
+            hint = "the token given does not allow it" if args.token else "give a token: --token or FLEETCAST_TOKEN"
+            return _fail("not_allowed", f"{args.channel}: {failure} ({hint})")
         return _fail("bad_input", f"{args.channel}: {failure}")
     if failure is not None:
         return _fail("failed", f"{args.channel}: {failure}")
     return EXIT["ok"]
+
+
+def _not_allowed(refused: Refused) -> bool:
+    """A refusal about credentials (HTTP 401/403, close 4001/4003, a subscribe refused as such)."""
+    return (
+        refused.http_status in (401, 403)
+        or refused.close_code in (4001, 4003)
+        or refused.error_code in ("unauthorized", "forbidden", "invalid_token", "token_expired")
+    )
 
 
 def _ws_url(base: str) -> str:
