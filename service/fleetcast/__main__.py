@@ -1,5 +1,6 @@
 """``fleetcast``: the command line. ``fleetcast serve`` runs a gateway pod; every flag also reads
-``FLEETCAST_<NAME>`` from the environment (``--pod-name`` -> ``FLEETCAST_POD_NAME``)."""
+``FLEETCAST_<NAME>`` from the environment (``--pod-name`` -> ``FLEETCAST_POD_NAME``). ``fleetcast publish`` and
+``fleetcast tail`` talk to a running gateway (:mod:`fleetcast.client.cli`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fleetcast import channel_cli, token_cli
+from fleetcast import __version__, channel_cli, token_cli
 from fleetcast.auth.authenticator import AuthSettings
+from fleetcast.client import cli as client_cli
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
 from fleetcast.drain.controller import DrainSettings
@@ -274,11 +276,13 @@ def drain(admin_port: int, token_file: str | None, timeout: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fleetcast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
     _add_drain(subparsers)
     channel_cli.add_channel_commands(subparsers)
     token_cli.add_token_command(subparsers)
+    client_cli.add_commands(subparsers)
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -302,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(channel_cli.run(args))
     elif args.command == "token":
         sys.exit(token_cli.run(args))
+    elif args.command in ("publish", "tail"):
+        sys.exit(client_cli.run(args))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from fleetcast.__main__ import _add_serve, settings_from
+from fleetcast import __version__
+from fleetcast.__main__ import _add_serve, main, settings_from
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -47,3 +48,30 @@ def test_admin_port_takes_off_and_refuses_a_bad_value(
     with pytest.raises(SystemExit):
         parse()
     assert "FLEETCAST_ADMIN_PORT='70000' is not a valid port" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`fleetcast --version` prints the package's version and exits 0."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fleetcast {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["publish", "Not A Channel", "{}"], "is not a channel name"),
+        (["publish", "chat:a", "{text: hi}"], "the event's data is not JSON"),
+        (["publish", "chat:a", "{}", "--key", "k", "--token", "t"], "not both"),
+        (["tail", "chat:a", "--since", "yesterday"], "yesterday"),
+    ],
+)
+def test_bad_input_is_refused_before_any_request(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Malformed channel names, data and ids stop publish and tail with status 2 and a sentence, no traceback."""
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--url", "http://127.0.0.1:9"])  # nothing may be sent: port 9 would refuse anyway
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

@@ -52,7 +52,8 @@ class SseClient(ClientBase):
     """A reconnecting, resuming SSE client for one channel.
 
     ``url``: a pod's base URL (``http://host:port``) or several, tried in turn. ``since``: resume after this id
-    on the first stream (None: from now). See :class:`~fleetcast.client.base.ClientBase` for delivery, the
+    on the first stream (None: from now). ``token``: a JWT sent as ``Authorization: Bearer`` on every request
+    (None: anonymous). See :class:`~fleetcast.client.base.ClientBase` for delivery, the
     iterator and ownership.
     """
 
@@ -68,6 +69,7 @@ class SseClient(ClientBase):
         timeouts: Timeouts | None = None,
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
+        token: str | None = None,
     ) -> None:
         super().__init__(
             on_event=on_event, on_gap=on_gap, max_queue=max_queue, timeouts=timeouts, backoff=backoff, sleep=sleep
@@ -80,6 +82,7 @@ class SseClient(ClientBase):
             raise ValueError("give at least one URL")
         self.channel = channel
         self.since = since
+        self._token = token
         self.url: str | None = None
         """The base URL of the current (or last) stream."""
         self.retry_ms: int | None = None
@@ -106,6 +109,8 @@ class SseClient(ClientBase):
         since = self.last_ids.get(self.channel) or self.since
         if since is not None:
             headers["Last-Event-ID"] = since
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
         url = f"{base.rstrip('/')}/v1/channels/{quote(self.channel, safe=':')}/events"
         async with http.stream("GET", url, headers=headers) as response:
             if response.status_code != 200:

@@ -79,7 +79,8 @@ class WsClient(ClientBase):
     """A reconnecting, resuming WebSocket client.
 
     ``url``: one ``ws://host:port/v1/ws`` or several (tried in turn). ``channels``: names to subscribe to from
-    the start, or a mapping of name -> ``since`` (resume after that id; None: from now). See
+    the start, or a mapping of name -> ``since`` (resume after that id; None: from now). ``token``: a JWT sent
+    as ``Authorization: Bearer`` on every handshake (None: anonymous). See
     :class:`~fleetcast.client.base.ClientBase` for delivery, the iterator and ownership.
     """
 
@@ -94,6 +95,7 @@ class WsClient(ClientBase):
         timeouts: Timeouts | None = None,
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
+        token: str | None = None,
     ) -> None:
         super().__init__(
             on_event=on_event, on_gap=on_gap, max_queue=max_queue, timeouts=timeouts, backoff=backoff, sleep=sleep
@@ -101,6 +103,7 @@ class WsClient(ClientBase):
         self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         if not self.urls:
             raise ValueError("give at least one URL")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
         wanted = channels if isinstance(channels, Mapping) else dict.fromkeys(channels)
         self._wanted: dict[str, str | None] = {}
         for name, since in wanted.items():
@@ -221,6 +224,7 @@ class WsClient(ClientBase):
                     ping_timeout=PING_SECONDS,
                     max_queue=MAX_MESSAGES_BUFFERED,
                     compression=None,
+                    additional_headers=self._headers,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -307,7 +311,8 @@ class WsClient(ClientBase):
         if advice_for(code) == "stop":
             raise Refused(f"the server closed the connection: {code} {reason}".strip(), close_code=code,
                           error_code=reason)  # fmt: skip
-        log.info("connection to %s closed (%s %s); backing off", self.url, code, reason)
+        how = "without a close frame" if code is None else f"with {code} {reason}".rstrip()
+        log.info("connection to %s closed %s; backing off", self.url, how)
         return None
 
     def _confirmed(self, message: dict[str, Any]) -> None:

@@ -1,0 +1,1 @@
+../../../../service/fleetcast/__init__.py
