@@ -153,6 +153,15 @@ def check_auth(auth: AuthSettings) -> None:
     read_publish_keys(auth.publish_keys_dir, auth.publish_key)
 
 
+def check_tracing() -> None:
+    """Refuse to start with an ``OTEL_TRACES_EXPORTER`` fleetcast does not support, naming it."""
+    import os
+
+    from fleetcast.observability import tracing
+
+    tracing.exporter_choice(os.environ)
+
+
 def serve(settings: Settings, log_level: str) -> None:
     import uvicorn
 
@@ -228,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = settings_from(args)
         try:
             check_auth(settings.auth)
+            check_tracing()
         except ValueError as exc:  # KeyFileError included: a bad key file is named, its content never shown
-            parser.error(str(exc))
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")  # one line: the usage says nothing about a file
         serve(settings, args.log_level)
     elif args.command == "drain":
         sys.exit(drain(args.port, args.timeout))
