@@ -57,6 +57,8 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
+        ("max-header-bytes", int, limits.max_header_bytes, "request line plus headers before 431"),
+        ("header-timeout", float, limits.header_timeout, "seconds to send request line and headers before 408"),
         ("ws-ping-seconds", float, limits.ws_ping_seconds, "WebSocket pings; silent as long again: disconnected"),
         ("sse-heartbeat-seconds", float, limits.sse_heartbeat_seconds, "': ping' comments on idle SSE streams"),
         ("ws-publish-rate", float, limits.ws_publish_per_second, "publishes per second per WebSocket client"),
@@ -126,6 +128,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         limits=LimitSettings(
             outbox_max_bytes=args.outbox_max_bytes,
             max_connections=args.max_connections,
+            max_header_bytes=args.max_header_bytes,
+            header_timeout=args.header_timeout,
             ws_publish_per_second=args.ws_publish_rate,
             ws_publish_burst=max(1.0, 2 * args.ws_publish_rate),
             ws_ping_seconds=args.ws_ping_seconds,
@@ -169,6 +173,7 @@ def serve(settings: Settings, log_level: str) -> None:
     from fleetcast.observability import tracing
     from fleetcast.pod import Pod
     from fleetcast.server import GatewayServer
+    from fleetcast.transports.uvicorn_http import bounded_http_protocol
     from fleetcast.transports.uvicorn_ws import FleetcastWebSocketProtocol
 
     # Before the pod: its hub and publisher take the tracer (or None, tracing off) when they are made.
@@ -178,7 +183,7 @@ def serve(settings: Settings, log_level: str) -> None:
         create_app(settings, pod),
         host=settings.server.host,
         port=settings.server.port,
-        http="httptools",
+        http=bounded_http_protocol(pod),
         ws=FleetcastWebSocketProtocol,
         ws_max_size=MAX_MESSAGE_BYTES + _WS_FRAME_OVERHEAD,
         ws_per_message_deflate=False,

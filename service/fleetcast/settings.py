@@ -46,7 +46,12 @@ class LimitSettings:
     ws_publish_burst: float = 100.0
     """Publishes one WebSocket client may make at once before the rate applies."""
     max_connections: int = 20_000
-    """Connections one pod takes; more are turned away (WebSocket 1013, SSE a reconnect event)."""
+    """Connections one pod takes; more are turned away (WebSocket 1013, SSE a reconnect event). Connections
+    still sending their request headers count too."""
+    max_header_bytes: int = 16 * 1024
+    """Request line plus headers of one request; more is answered 431 and the connection closed."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request line and headers; then 408 and the connection is closed."""
 
 
 @dataclass(frozen=True, slots=True)
