@@ -35,6 +35,7 @@ def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: obj
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
     server, limits, drain, auth = ServerSettings(), LimitSettings(), DrainSettings(), AuthSettings()
+    broker = BrokerSettings()
     options: list[tuple[str, type, object, str]] = [
         ("host", str, server.host, "address to listen on"),
         ("port", int, server.port, "port to listen on"),
@@ -55,6 +56,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("token-cookie", str, auth.token_cookie, "cookie that SSE, history and info requests may carry a token in"),
         ("admin-token", str, None, "token for admin endpoints off loopback"),
         ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
+        ("idle-channel-ttl", float, broker.idle_channel_ttl, "embedded broker: idle channel lifetime, s (0: forever)"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
         ("max-header-bytes", int, limits.max_header_bytes, "request line plus headers before 431"),
@@ -107,6 +109,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         broker=BrokerSettings(
             redis_url=args.redis_url or None,
             history_max_events=args.history_max_events,
+            idle_channel_ttl=args.idle_channel_ttl if args.idle_channel_ttl > 0 else None,
             strict_channels=args.strict_channels,
         ),
         auth=AuthSettings(

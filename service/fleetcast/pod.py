@@ -46,7 +46,7 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     """The embedded pair, or the Redis pair when a Redis URL is set."""
     pod, gateway = settings.server.pod_name, settings.server.gateway
     if settings.broker.redis_url is None:
-        return MemoryBroker(), MemoryFleet(gateway=gateway, pod=pod)
+        return MemoryBroker(idle_channel_ttl=settings.broker.idle_channel_ttl), MemoryFleet(gateway=gateway, pod=pod)
     from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
@@ -178,6 +178,7 @@ class Pod:
             drain_closed=self.drain.closed,
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
+            broker_channels=self.broker.channels_held,
         )
 
     async def start(self) -> None:

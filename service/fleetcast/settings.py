@@ -27,6 +27,9 @@ class BrokerSettings:
     """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet)."""
     history_max_events: int = 1000
     """Retention of channels whose family no Channel resource declares."""
+    idle_channel_ttl: float | None = 3600.0
+    """Embedded broker: seconds after which a channel nobody watches or publishes to is forgotten with its
+    history (None: never). On Redis each Channel's ``history.idleTtl`` does this instead."""
     strict_channels: bool = False
     """Refuse channels whose family no Channel resource declares (404 / close 4004)."""
 

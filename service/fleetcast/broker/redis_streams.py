@@ -69,6 +69,10 @@ class RedisStreamsBroker:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def channels_held(self) -> None:
+        return None  # streams live in Redis; each leaves by its own idle TTL
+
     def _set_ready(self, ready: bool) -> None:
         if ready != self._ready:
             log.info("redis broker %s", "ready" if ready else "unavailable")
@@ -132,6 +136,7 @@ class RedisStreamsBroker:
             "" if retention.max_age_seconds is None else int(retention.max_age_seconds * 1000),
             int(IDEMPOTENCY_SECONDS * 1000),
             keys.notify(channel),
+            "" if retention.idle_seconds is None else max(1, int(retention.idle_seconds * 1000)),
         ]
         event_id = await self._call("publish", redis_scripts.PUBLISH.run(self._client, stream_keys, args))
         return text(event_id)
