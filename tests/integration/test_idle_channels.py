@@ -142,3 +142,25 @@ async def test_redis_streams_expire_when_idle() -> None:
                 info = (await http.get("/v1/channels/room:abandoned")).json()
                 assert info["policy"]["history"]["idleTtl"] == f"{IDLE_TTL:g}s", json.dumps(info)
             assert "Traceback" not in pod.log()
+
+
+async def test_a_full_redis_refuses_publishes_with_503_and_keeps_history() -> None:
+    """Redis at maxmemory with noeviction (the chart's setting) refuses writes: publish answers 503 with
+    Retry-After, the pod stays ready and serves history; publishing works again once memory is free."""
+    with redis_server() as server, gateway("--redis-url", server.url, "--anonymous", *QUICK_STOP) as pod:
+        async with httpx.AsyncClient(base_url=pod.url, timeout=10) as http:
+            kept = await publish(http, "full", {"n": 1})
+            with redis.Redis.from_url(server.url) as client:
+                client.config_set("maxmemory-policy", "noeviction")
+                client.config_set("maxmemory", 1)
+                refused = await http.post("/v1/channels/full/events", json={"data": {"n": 2}})
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error"]["code"] == "broker_unavailable"
+                assert "Redis is full" in refused.json()["error"]["message"]
+                assert "retry-after" in refused.headers
+                assert (await http.get("/readyz")).status_code == 200, "a full Redis still serves reads"
+                history = (await http.get("/v1/channels/full/history")).json()
+                assert [e["id"] for e in history["events"]] == [kept]
+                client.config_set("maxmemory", 0)
+            await publish(http, "full", {"n": 3})
+        assert "Traceback" not in pod.log()

@@ -23,6 +23,8 @@ import logging
 from collections.abc import Awaitable
 from typing import Literal, TypeVar
 
+import redis.exceptions
+
 from fleetcast.broker import redis_scripts
 from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.broker.redis_common import TRANSIENT, execute, make_client, make_pool, stop_task, text, unavailable
@@ -138,7 +140,12 @@ class RedisStreamsBroker:
             keys.notify(channel),
             "" if retention.idle_seconds is None else max(1, int(retention.idle_seconds * 1000)),
         ]
-        event_id = await self._call("publish", redis_scripts.PUBLISH.run(self._client, stream_keys, args))
+        try:
+            event_id = await self._call("publish", redis_scripts.PUBLISH.run(self._client, stream_keys, args))
+        except redis.exceptions.OutOfMemoryError as exc:
+            # maxmemory with noeviction (the chart's choice: evicting streams would lose history silently). Writes
+            # are refused until retention frees memory; reads go on, so the pod stays ready.
+            raise BrokerUnavailable(f"publish: Redis is full ({exc}); nothing was written") from exc
         return text(event_id)
 
     async def read(self, channel: str, since: str, limit: int) -> History:
