@@ -131,6 +131,9 @@ async def test_redis_streams_expire_when_idle() -> None:
                 gone = await publish(http, "room:abandoned", {"n": 1})
                 key = next(iter(client.scan_iter(match="*room:abandoned*")))
                 assert 0 < client.pttl(key) <= IDLE_TTL * 1000
+                await asyncio.sleep(1)
+                await publish(http, "room:abandoned", {"n": 2})
+                assert client.pttl(key) > (IDLE_TTL - 0.5) * 1000, "each publish refreshes the idle TTL"
                 assert client.pttl(next(iter(client.scan_iter(match="*forever*")))) == -1, "idleTtl none: no TTL"
                 await pipelined_publishes(pod, random_channels("room"))
                 assert client.dbsize() > baseline + CHANNELS // 2, "most streams exist at once"

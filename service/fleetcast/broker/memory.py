@@ -32,7 +32,7 @@ SWEEP_SLICE = 5000
 
 
 class _Stream:
-    __slots__ = ("events", "forget_at", "ids", "last", "max_deleted")
+    __slots__ = ("events", "forget_at", "idle_seconds", "ids", "last", "max_deleted")
 
     def __init__(self) -> None:
         self.ids: deque[EventId] = deque()
@@ -41,6 +41,8 @@ class _Stream:
         self.max_deleted: EventId = ids.ZERO
         self.forget_at = float("inf")
         """``time.monotonic()`` after which the channel is forgotten unless watched (refreshed by publishes)."""
+        self.idle_seconds = float("inf")
+        """The idle TTL of the last publish's retention (or the broker's, if shorter)."""
 
     def append(self, event_id: EventId, event: Event, retention: Retention, now_ms: int) -> None:
         self.ids.append(event_id)
@@ -124,7 +126,8 @@ class MemoryBroker:
         stream = self._streams.get(channel)
         if stream is None:
             stream = self._streams[channel] = _Stream()
-        stream.forget_at = time.monotonic() + self._idle_seconds(retention)
+        stream.idle_seconds = self._idle_seconds(retention)
+        stream.forget_at = time.monotonic() + stream.idle_seconds
         now_ms = int(now * 1000)
         event_id = ids.next_id(stream.last, now_ms)
         event = Event(ids.format_id(event_id), type, data, traceparent)
@@ -212,6 +215,6 @@ class MemoryBroker:
         self._watched.discard(channel)
         self._pending.pop(channel, None)
         stream = self._streams.get(channel)
-        if stream is not None and self._idle_ttl is not None:
+        if stream is not None:
             # Idle from now on: the last subscriber leaving counts as activity, like a publish.
-            stream.forget_at = max(stream.forget_at, time.monotonic() + self._idle_ttl)
+            stream.forget_at = max(stream.forget_at, time.monotonic() + stream.idle_seconds)
