@@ -64,7 +64,10 @@ def random_channels(family: str) -> list[str]:
 
 
 async def channels_held(pod: GatewayProcess) -> int:
-    async with httpx.AsyncClient(base_url=pod.url, timeout=10) as client:
+    """The pod's ``fleetcast_broker_channels``, from ``/metrics`` where the pod serves it (its admin listener,
+    with the admin token, where it has one)."""
+    base_url, headers = getattr(pod, "admin_url", pod.url), getattr(pod, "admin_headers", {})
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10) as client:
         text = (await client.get("/metrics")).text
     for line in text.splitlines():
         if line.startswith("fleetcast_broker_channels "):
