@@ -162,8 +162,8 @@ async def test_two_gateways_on_one_redis_share_nothing(locked: LockedRedis) -> N
     await asyncio.to_thread(
         subprocess.run,
         [PYTHON, "-m", "fleetcast", "channel", "set", "small", "--max-message-bytes", "100", "--anonymous",
-         "--publish-anonymous", "--idle-ttl", "none", "--redis-url", locked.url("operator-url"), "--namespace", NAMESPACE,
-         "--gateway", MAIN],
+         "--publish-anonymous", "--idle-ttl", "none", "--redis-url", locked.url("operator-url"),
+         "--namespace", NAMESPACE, "--gateway", MAIN],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
     main_args = [*common, "--gateway", MAIN, "--pod-name", "pod-main", "--redis-url", locked.url("gateway-url")]
