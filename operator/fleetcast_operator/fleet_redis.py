@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fleetcast.contract.keys import Keys
+from fleetcast.contract.policy import delete_commands, store_commands
 from fleetcast_operator.channels.status import StreamStats, latest_of
 from fleetcast_operator.errors import TemporaryFailure
 
@@ -56,8 +57,8 @@ class FleetRedis:
             if current == policy_json:
                 return False
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.policies, family, policy_json)
-                pipe.publish(keys.policies_changed, family)
+                for command in store_commands(keys, family, policy_json):
+                    pipe.execute_command(*command)
                 await pipe.execute()
         except RedisError as exc:
             raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc
@@ -66,8 +67,8 @@ class FleetRedis:
     async def drop_policy(self, keys: Keys, family: str) -> None:
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.policies, family)
-                pipe.publish(keys.policies_changed, family)
+                for command in delete_commands(keys, family):
+                    pipe.execute_command(*command)
                 await pipe.execute()
         except RedisError as exc:
             raise TemporaryFailure(f"Redis {self.url}: {exc}") from exc

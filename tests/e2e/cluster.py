@@ -57,6 +57,10 @@ class Knobs:
                 "timeoutSeconds": self.drain_timeout,
                 "reconnectDelayMs": self.reconnect_delay_ms,
             },
+            # This scenario is about scaling and draining, with clients and a publisher that hold no
+            # credentials: open the undeclared families (a Gateway is closed by default). Access control
+            # through the operator is tests/operator/test_channel_access.py.
+            "auth": {"defaultAnonymous": True},
         }
         return new_object("fleetcast.dev/v1alpha1", "Gateway", GATEWAY, spec)
 

@@ -36,7 +36,7 @@ from fleetcast.broker.redis_common import (
 from fleetcast.contract.commands import DRAIN, DrainCommand
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.keys import Keys
-from fleetcast.contract.policy import ChannelPolicy
+from fleetcast.contract.policy import ChannelPolicy, delete_commands, store_commands
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,13 @@ class RedisFleet:
     async def set_policy(self, family: str, policy: ChannelPolicy) -> None:
         with unavailable("set policy"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(self.keys.policies, family, policy.to_json())
-                pipe.publish(self.keys.policies_changed, family)
+                for command in store_commands(self.keys, family, policy.to_json()):
+                    pipe.execute_command(*command)
                 await pipe.execute()
 
     async def delete_policy(self, family: str) -> None:
         with unavailable("delete policy"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hdel(self.keys.policies, family)
-                pipe.publish(self.keys.policies_changed, family)
+                for command in delete_commands(self.keys, family):
+                    pipe.execute_command(*command)
                 await pipe.execute()

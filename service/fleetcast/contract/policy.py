@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from fleetcast.contract.keys import Keys
+
 Transport = Literal["ws", "sse"]
 SlowConsumerPolicy = Literal["disconnect", "dropOldest", "conflate"]
 
@@ -212,3 +214,17 @@ def _flag(section: dict[str, Any], key: str, default: bool) -> bool:
 
 DEFAULT_POLICY = ChannelPolicy()
 """The policy of a ``Channel`` with ``spec: {}``."""
+
+
+RedisCommand = tuple[str, ...]
+
+
+def store_commands(keys: Keys, family: str, policy_json: str) -> tuple[RedisCommand, ...]:
+    """How a family's policy is written for one Gateway, by the operator and by ``fleetcast channel set``
+    alike: the record in the policies hash, then the announcement the pods reload it on. Run as one MULTI."""
+    return (("HSET", keys.policies, family, policy_json), ("PUBLISH", keys.policies_changed, family))
+
+
+def delete_commands(keys: Keys, family: str) -> tuple[RedisCommand, ...]:
+    """How a family's policy is removed (its channels fall back to the Gateway's default). Run as one MULTI."""
+    return (("HDEL", keys.policies, family), ("PUBLISH", keys.policies_changed, family))
