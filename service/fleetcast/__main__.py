@@ -49,7 +49,7 @@ def port(raw: str) -> int:
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
     server, limits, drain, auth = ServerSettings(), LimitSettings(), DrainSettings(), AuthSettings()
-    admin = AdminSettings()
+    admin, broker = AdminSettings(), BrokerSettings()
     options: list[tuple[str, Callable[[str], object], object, str]] = [
         ("host", str, server.host, "address to listen on"),
         ("port", int, server.port, "port to listen on"),
@@ -72,8 +72,11 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("allowed-origins", str, "", "comma-separated web origins that may use the gateway besides its own"),
         ("token-cookie", str, auth.token_cookie, "cookie that SSE, history and info requests may carry a token in"),
         ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
+        ("idle-channel-ttl", float, broker.idle_channel_ttl, "embedded broker: idle channel lifetime, s (0: forever)"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
+        ("max-header-bytes", int, limits.max_header_bytes, "request line plus headers before 431"),
+        ("header-timeout", float, limits.header_timeout, "seconds to send request line and headers before 408"),
         ("ws-ping-seconds", float, limits.ws_ping_seconds, "WebSocket pings; silent as long again: disconnected"),
         ("sse-heartbeat-seconds", float, limits.sse_heartbeat_seconds, "': ping' comments on idle SSE streams"),
         ("ws-publish-rate", float, limits.ws_publish_per_second, "publishes per second per WebSocket client"),
@@ -126,6 +129,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         broker=BrokerSettings(
             redis_url=args.redis_url or None,
             history_max_events=args.history_max_events,
+            idle_channel_ttl=args.idle_channel_ttl if args.idle_channel_ttl > 0 else None,
             strict_channels=args.strict_channels,
         ),
         auth=AuthSettings(
@@ -146,6 +150,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         limits=LimitSettings(
             outbox_max_bytes=args.outbox_max_bytes,
             max_connections=args.max_connections,
+            max_header_bytes=args.max_header_bytes,
+            header_timeout=args.header_timeout,
             ws_publish_per_second=args.ws_publish_rate,
             ws_publish_burst=max(1.0, 2 * args.ws_publish_rate),
             ws_ping_seconds=args.ws_ping_seconds,
@@ -173,6 +179,15 @@ def check_auth(auth: AuthSettings) -> None:
     read_publish_keys(auth.publish_keys_dir, auth.publish_key)
 
 
+def check_tracing() -> None:
+    """Refuse to start with an ``OTEL_TRACES_EXPORTER`` fleetcast does not support, naming it."""
+    import os
+
+    from fleetcast.observability import tracing
+
+    tracing.exporter_choice(os.environ)
+
+
 def admin_token_for(admin: AdminSettings) -> tuple[str | None, Path | None]:
     """The admin token (None: no admin listener) and the file this process generated for it, if it did."""
     from fleetcast.auth import admin_token
@@ -192,6 +207,7 @@ def serve(settings: Settings, log_level: str, admin_token: str | None) -> None:
     from fleetcast.observability import tracing
     from fleetcast.pod import Pod
     from fleetcast.server import GatewayServer, listen
+    from fleetcast.transports.uvicorn_http import bounded_http_protocol
     from fleetcast.transports.uvicorn_ws import FleetcastWebSocketProtocol
 
     # Both listeners are bound before anything starts, so a port in use stops the pod at once with its address.
@@ -205,7 +221,7 @@ def serve(settings: Settings, log_level: str, admin_token: str | None) -> None:
         create_app(settings, pod, admin_token),
         host=settings.server.host,
         port=settings.server.port,
-        http="httptools",
+        http=bounded_http_protocol(pod),
         ws=FleetcastWebSocketProtocol,
         ws_max_size=MAX_MESSAGE_BYTES + _WS_FRAME_OVERHEAD,
         ws_per_message_deflate=False,
@@ -292,9 +308,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             Keys(settings.server.namespace, settings.server.gateway)  # both name Redis keys: refuse odd names
             check_auth(settings.auth)
-            token, generated = admin_token_for(settings.admin)
+            check_tracing()
+            token, generated = admin_token_for(settings.admin)  # last: nothing may fail after it makes a file
         except ValueError as exc:  # KeyFileError included: a bad key file is named, its content never shown
-            parser.error(str(exc))
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")  # one line: the usage says nothing about a file
         try:
             serve(settings, args.log_level, token)
         finally:

@@ -47,7 +47,7 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     """The embedded pair, or the Redis pair when a Redis URL is set."""
     pod, gateway = settings.server.pod_name, settings.server.gateway
     if settings.broker.redis_url is None:
-        return MemoryBroker(), MemoryFleet(gateway=gateway, pod=pod)
+        return MemoryBroker(idle_channel_ttl=settings.broker.idle_channel_ttl), MemoryFleet(gateway=gateway, pod=pod)
     from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
@@ -91,6 +91,8 @@ class Pod:
             publish_burst=limits.ws_publish_burst,
         )
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
+        self.connecting = 0
+        """Connections still sending their request line and headers (the server's HTTP protocol keeps this)."""
         self.counters = SessionCounters()
         self.sessions: set[Session] = set()
         """Every open session, for drain and for the bytes they hold unsent."""
@@ -105,9 +107,15 @@ class Pod:
         """Why a new session must be turned away (draining, or the pod is full), or None to take it."""
         if not self.drain.accepting:
             return disconnects.DRAINING
-        if sum(self.connections.values()) >= self.settings.limits.max_connections:
+        if sum(self.connections.values()) + self.connecting >= self.settings.limits.max_connections:
             return disconnects.OVERLOADED
         return None
+
+    def admit_connecting(self) -> bool:
+        """Whether a new TCP connection may start sending its request: connections still sending headers count
+        against ``--max-connections`` with the sessions. One past the limit is let in, so that a client of a pod
+        exactly full still hears the polite refusal (WebSocket 1013, SSE a reconnect event)."""
+        return sum(self.connections.values()) + self.connecting <= self.settings.limits.max_connections
 
     def refusal_delay_ms(self, refusal: Disconnect) -> int:
         """When a client turned away should come back: the drain's jittered delay, or a jittered backoff."""
@@ -172,6 +180,7 @@ class Pod:
             drain_closed=self.drain.closed,
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
+            broker_channels=self.broker.channels_held,
         )
 
     async def start(self) -> None:

@@ -39,6 +39,9 @@ class BrokerSettings:
     """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet)."""
     history_max_events: int = 1000
     """Retention of channels whose family no Channel resource declares."""
+    idle_channel_ttl: float | None = 3600.0
+    """Embedded broker: seconds after which a channel nobody watches or publishes to is forgotten with its
+    history (None: never). On Redis each Channel's ``history.idleTtl`` does this instead."""
     strict_channels: bool = False
     """Refuse channels whose family no Channel resource declares (404 / close 4004)."""
 
@@ -58,7 +61,12 @@ class LimitSettings:
     ws_publish_burst: float = 100.0
     """Publishes one WebSocket client may make at once before the rate applies."""
     max_connections: int = 20_000
-    """Connections one pod takes; more are turned away (WebSocket 1013, SSE a reconnect event)."""
+    """Connections one pod takes; more are turned away (WebSocket 1013, SSE a reconnect event). Connections
+    still sending their request headers count too."""
+    max_header_bytes: int = 16 * 1024
+    """Request line plus headers of one request; more is answered 431 and the connection closed."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request line and headers; then 408 and the connection is closed."""
 
 
 @dataclass(frozen=True, slots=True)

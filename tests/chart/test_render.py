@@ -198,6 +198,22 @@ def test_config_changes_roll_pods() -> None:
     assert checksum({"redis": {"persistence": {"size": "20Gi"}}}) == checksum({})
 
 
+def test_redis_refuses_writes_rather_than_evict_history() -> None:
+    """The in-release Redis has a maxmemory below its container limit and never evicts (streams are history)."""
+    (config,) = [d for _, d in objects({}) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fleetcast-redis"]
+    lines = config["data"]["redis.conf"].splitlines()
+    assert "maxmemory 768mb" in [line.strip() for line in lines]
+    assert "maxmemory-policy noeviction" in [line.strip() for line in lines]
+    (config,) = [
+        d
+        for _, d in objects({"redis": {"maxmemory": ""}})
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fleetcast-redis"
+    ]
+    lines = [line.strip() for line in config["data"]["redis.conf"].splitlines()]
+    assert "maxmemory-policy noeviction" in lines
+    assert not any(line.startswith("maxmemory ") for line in lines)
+
+
 def test_redis_is_durable() -> None:
     """The in-release Redis keeps an append-only file on a PersistentVolumeClaim."""
     (config,) = [d for _, d in objects({}) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fleetcast-redis"]

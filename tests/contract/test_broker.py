@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fleetcast.broker.base import Broker, Event, Retention
+from fleetcast.broker.memory import MemoryBroker
 from fleetcast.core import ids
 from tests.contract.conftest import Collector
 
@@ -138,6 +139,38 @@ async def test_gap_when_since_is_unknown(broker: Broker, channel: str) -> None:
     assert unknown.gap
     assert [e.id for e in unknown.events] == published
     assert not (await broker.read(channel, published[1], 10)).gap
+
+
+async def test_an_idle_channel_leaves_and_resuming_from_it_is_a_gap(broker: Broker, channel: str) -> None:
+    """Past ``Retention.idle_seconds`` without a publish the channel is gone with its history (Redis: the stream
+    key's TTL; memory: the broker's sweep), and a resume from one of its ids reads as a gap."""
+    idle = Retention(max_events=10, idle_seconds=0.5)
+    first = await broker.publish(channel, data(1), "msg", retention=idle)
+    await asyncio.sleep(0.8)
+    if isinstance(broker, MemoryBroker):
+        assert await broker.sweep() >= 1
+    assert (await broker.info(channel)).length == 0
+    history = await broker.read(channel, first, 10)
+    assert (history.gap, list(history.events), history.earliest) == (True, [], None)
+    again = await broker.publish(channel, data(2), "msg", retention=KEEP_ALL)
+    assert ids.parse(again) > ids.parse(first), "ids still increase after the channel came back"
+    assert (await broker.read(channel, first, 10)).gap
+
+
+async def test_a_watched_channel_is_not_forgotten(broker: Broker, channel: str) -> None:
+    """The memory broker keeps a channel somebody watches, however idle; it forgets it once unwatched and idle."""
+    if not isinstance(broker, MemoryBroker):
+        return  # Redis: streams expire by TTL alone; live subscribers resume with the gap signal
+    idle = Retention(max_events=10, idle_seconds=0.2)
+    await broker.watch(channel)
+    await broker.publish(channel, data(1), "msg", retention=idle)
+    await asyncio.sleep(0.3)
+    assert await broker.sweep() == 0
+    assert (await broker.info(channel)).length == 1
+    await broker.unwatch(channel)
+    assert await broker.sweep() == 0, "unwatching counts as activity: the idle time starts again"
+    await asyncio.sleep(0.3)
+    assert await broker.sweep() == 1
 
 
 async def test_live_delivery_exactly_once_in_order(broker: Broker, channel: str, collector: Collector) -> None:

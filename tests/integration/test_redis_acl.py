@@ -162,8 +162,8 @@ async def test_two_gateways_on_one_redis_share_nothing(locked: LockedRedis) -> N
     await asyncio.to_thread(
         subprocess.run,
         [PYTHON, "-m", "fleetcast", "channel", "set", "small", "--max-message-bytes", "100", "--anonymous",
-         "--publish-anonymous", "--redis-url", locked.url("operator-url"), "--namespace", NAMESPACE,
-         "--gateway", MAIN],
+         "--publish-anonymous", "--idle-ttl", "none", "--redis-url", locked.url("operator-url"),
+         "--namespace", NAMESPACE, "--gateway", MAIN],
         check=True, capture_output=True, timeout=30,
     )  # fmt: skip
     main_args = [*common, "--gateway", MAIN, "--pod-name", "pod-main", "--redis-url", locked.url("gateway-url")]
@@ -195,6 +195,9 @@ async def test_two_gateways_on_one_redis_share_nothing(locked: LockedRedis) -> N
             big = {"data": "x" * 200}
             assert (await other_http.post("/v1/channels/small:a/events", json=big)).status_code == 201
             assert (await main_http.post("/v1/channels/small:a/events", json=big)).status_code == 413
+            # A family kept forever (idleTtl none): the publish script clears the stream's TTL (PERSIST).
+            kept = await main_http.post("/v1/channels/small:b/events", json={"data": 1})
+            assert kept.status_code == 201, kept.text
 
             operator = locked.client("operator-url")
             try:

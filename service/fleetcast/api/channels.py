@@ -20,6 +20,7 @@ from fleetcast.errors import (
     UnsupportedMediaType,
 )
 from fleetcast.pod import Pod
+from fleetcast.session.json_input import UnreadableJson, read_json
 from fleetcast.transports.sse import SseStream
 
 router = APIRouter()
@@ -91,8 +92,8 @@ async def publish(request: Request) -> Response:
         raise BadRequest(f"Idempotency-Key must be 1 to {_IDEMPOTENCY_KEY_MAX} printable characters")
     body = await _read_body(request, policy.max_message_bytes + _BODY_OVERHEAD)
     try:
-        parsed: Any = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        parsed: Any = read_json(body)
+    except UnreadableJson as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict) or "data" not in parsed:
         raise BadRequest('body must be a JSON object like {"data": ..., "type": "optional-name"}')

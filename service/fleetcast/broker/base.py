@@ -73,6 +73,9 @@ class Retention:
 
     max_events: int | None = 1000
     max_age_seconds: float | None = None
+    idle_seconds: float | None = None
+    """A channel nobody published to for this long may be forgotten with its history (Redis: the stream key's
+    TTL, refreshed by every publish); a later resume from one of its ids is then a gap. None: kept forever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,11 @@ class Broker(Protocol):
     @property
     def ready(self) -> bool:
         """True while the backing store is reachable."""
+        ...
+
+    @property
+    def channels_held(self) -> int | None:
+        """Channels whose history this process holds in its memory; None where the store is elsewhere (Redis)."""
         ...
 
     async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:

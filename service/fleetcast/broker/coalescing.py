@@ -52,6 +52,10 @@ class CoalescingBroker:
     def ready(self) -> bool:
         return self._inner.ready
 
+    @property
+    def channels_held(self) -> int | None:
+        return self._inner.channels_held
+
     async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
         await self._inner.start(deliver, lost)
 

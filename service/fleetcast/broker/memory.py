@@ -7,12 +7,18 @@ hub as one batch per channel, as a Redis reader's ``XREAD COUNT`` batch would.
 
 It deliberately does not persist anything or share anything between processes; a restart loses history, and a
 client resuming with an id from before the restart is told so with a gap.
+
+Memory is bounded by forgetting: a channel nobody watches and nobody published to for its idle TTL (the
+broker's ``idle_channel_ttl``, or the channel's ``Retention.idle_seconds`` if shorter) is dropped with its
+history, as Redis drops an expired stream key. A sweep task owned by the broker does this, a slice of channels
+at a time so that the loop is never held long; a resume from an id of a forgotten channel is a gap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -21,15 +27,22 @@ from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, Event, History,
 from fleetcast.core import ids
 from fleetcast.core.ids import EventId
 
+SWEEP_SLICE = 5000
+"""Channels looked at per turn of the event loop by the idle sweep."""
+
 
 class _Stream:
-    __slots__ = ("events", "ids", "last", "max_deleted")
+    __slots__ = ("events", "forget_at", "idle_seconds", "ids", "last", "max_deleted")
 
     def __init__(self) -> None:
         self.ids: deque[EventId] = deque()
         self.events: deque[Event] = deque()
         self.last: EventId = ids.ZERO
         self.max_deleted: EventId = ids.ZERO
+        self.forget_at = float("inf")
+        """``time.monotonic()`` after which the channel is forgotten unless watched (refreshed by publishes)."""
+        self.idle_seconds = float("inf")
+        """The idle TTL of the last publish's retention (or the broker's, if shorter)."""
 
     def append(self, event_id: EventId, event: Event, retention: Retention, now_ms: int) -> None:
         self.ids.append(event_id)
@@ -56,9 +69,12 @@ class _Stream:
 
 
 class MemoryBroker:
-    """An in-process :class:`fleetcast.broker.base.Broker`."""
+    """An in-process :class:`fleetcast.broker.base.Broker`. ``idle_channel_ttl``: seconds after which a channel
+    nobody watches or publishes to is forgotten (None: never)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_channel_ttl: float | None = 3600.0) -> None:
+        self._idle_ttl = idle_channel_ttl
+        self._sweeper: asyncio.Task[None] | None = None
         self._streams: dict[str, _Stream] = {}
         self._watched: set[str] = set()
         self._deliver: Delivery | None = None
@@ -70,11 +86,23 @@ class MemoryBroker:
     def ready(self) -> bool:
         return True
 
+    @property
+    def channels_held(self) -> int:
+        return len(self._streams)
+
     async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
-        """``lost`` is accepted for the protocol and never called: history lives as long as this process."""
+        """``lost`` is accepted for the protocol and never called: a channel is forgotten only while nobody
+        watches it."""
         self._deliver = deliver
+        if self._idle_ttl is not None and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(self._idle_ttl), name="fleetcast-memory-sweep")
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         self._deliver = None
         self._watched.clear()
         self._pending.clear()
@@ -98,6 +126,8 @@ class MemoryBroker:
         stream = self._streams.get(channel)
         if stream is None:
             stream = self._streams[channel] = _Stream()
+        stream.idle_seconds = self._idle_seconds(retention)
+        stream.forget_at = time.monotonic() + stream.idle_seconds
         now_ms = int(now * 1000)
         event_id = ids.next_id(stream.last, now_ms)
         event = Event(ids.format_id(event_id), type, data, traceparent)
@@ -110,6 +140,33 @@ class MemoryBroker:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
         return event.id
+
+    def _idle_seconds(self, retention: Retention) -> float:
+        ttls = [ttl for ttl in (self._idle_ttl, retention.idle_seconds) if ttl is not None]
+        return min(ttls) if ttls else float("inf")
+
+    async def _sweep_forever(self, ttl: float) -> None:
+        # A channel is forgotten between ttl and ttl + interval after it went idle.
+        interval = min(max(ttl / 4, 0.05), 60.0)
+        while True:
+            await asyncio.sleep(interval)
+            await self.sweep()
+
+    async def sweep(self) -> int:
+        """Forget every channel past its idle deadline that nobody watches; return how many. Yields to the loop
+        after each :data:`SWEEP_SLICE` channels (publishes in between are seen: each channel is rechecked)."""
+        self._expire_idempotency(time.time())
+        forgotten = 0
+        names = list(self._streams)
+        for start in range(0, len(names), SWEEP_SLICE):
+            now = time.monotonic()
+            for channel in names[start : start + SWEEP_SLICE]:
+                stream = self._streams.get(channel)
+                if stream is not None and stream.forget_at <= now and channel not in self._watched:
+                    del self._streams[channel]
+                    forgotten += 1
+            await asyncio.sleep(0)
+        return forgotten
 
     def _expire_idempotency(self, now: float) -> None:
         # Entries are kept in insertion order, which is expiry order: pop from the front while expired.
@@ -157,3 +214,7 @@ class MemoryBroker:
     async def unwatch(self, channel: str) -> None:
         self._watched.discard(channel)
         self._pending.pop(channel, None)
+        stream = self._streams.get(channel)
+        if stream is not None:
+            # Idle from now on: the last subscriber leaving counts as activity, like a publish.
+            stream.forget_at = max(stream.forget_at, time.monotonic() + stream.idle_seconds)

@@ -46,7 +46,8 @@ PUBLISH = Script(
     _IDS
     + """
 -- KEYS[1] stream, KEYS[2] idempotency record (optional)
--- ARGV: data, type, traceparent (''), max events (''), max age ms (''), idempotency ttl ms, notify channel ('')
+-- ARGV: data, type, traceparent (''), max events (''), max age ms (''), idempotency ttl ms, notify channel (''),
+--       idle ttl ms ('': kept forever)
 if KEYS[2] then
   local first = redis.call('GET', KEYS[2])
   if first then return first end
@@ -81,6 +82,11 @@ end
 if trimmed ~= nil then
   redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', trimmed)
 end
+if ARGV[8] ~= nil and ARGV[8] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+else
+  redis.call('PERSIST', KEYS[1])
+end
 if KEYS[2] then
   redis.call('SET', KEYS[2], id, 'PX', ARGV[6])
 end
@@ -90,7 +96,9 @@ end
 return id
 """
 )
-"""Append one event atomically: idempotency check, XADD, retention with exact trim bookkeeping, notification."""
+"""Append one event atomically: idempotency check, XADD, retention with exact trim bookkeeping, the stream's idle
+TTL (so abandoned channels leave; an expired stream reads as a gap for any ``since`` but ``0-0``), notification.
+Idempotency records keep their own expiry."""
 
 READ = Script(
     _IDS

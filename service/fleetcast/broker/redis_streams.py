@@ -22,6 +22,8 @@ import logging
 from collections.abc import Awaitable
 from typing import Literal, TypeVar
 
+import redis.exceptions
+
 from fleetcast.broker import redis_scripts
 from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.broker.redis_common import check_write_access, make_client, make_pool, stop_task, text, unavailable
@@ -71,6 +73,10 @@ class RedisStreamsBroker:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def channels_held(self) -> None:
+        return None  # streams live in Redis; each leaves by its own idle TTL
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self._ready:
@@ -139,8 +145,14 @@ class RedisStreamsBroker:
             "" if retention.max_age_seconds is None else int(retention.max_age_seconds * 1000),
             int(IDEMPOTENCY_SECONDS * 1000),
             self._keys.notify(channel),
+            "" if retention.idle_seconds is None else max(1, int(retention.idle_seconds * 1000)),
         ]
-        event_id = await self._call("publish", redis_scripts.PUBLISH.run(self._client, stream_keys, args))
+        try:
+            event_id = await self._call("publish", redis_scripts.PUBLISH.run(self._client, stream_keys, args))
+        except redis.exceptions.OutOfMemoryError as exc:
+            # maxmemory with noeviction (the chart's choice: evicting streams would lose history silently). Writes
+            # are refused until retention frees memory; reads go on, so the pod stays ready.
+            raise BrokerUnavailable(f"publish: Redis is full ({exc}); nothing was written") from exc
         return text(event_id)
 
     async def read(self, channel: str, since: str, limit: int) -> History:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 _FAMILY = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
-_NAME = re.compile(rf"^({_FAMILY})(?::([A-Za-z0-9._@=-]{{1,128}}))?$")
+_NAME = re.compile(rf"^({_FAMILY})(?::([A-Za-z0-9._@=-]{{1,128}}))?\Z")
+r"""``\Z``, not ``$``: ``$`` also matches before a trailing newline, and ``chat\n`` is not a channel name."""
 
 
 def family(channel: str) -> str:

@@ -74,11 +74,9 @@ def valid_type(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= _TYPE_MAX and value.isprintable()
 
 
-def parse(text: str) -> ClientMessage:
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"message is not valid JSON: {exc}", fatal=True) from None
+def parse(raw: Any) -> ClientMessage:
+    """The client op in ``raw``, a message already read as JSON (the transport reads it, with the same reader
+    HTTP bodies go through)."""
     if not isinstance(raw, dict):
         raise ProtocolError("message must be a JSON object with an 'op' field", fatal=True)
     ref = raw.get("ref")

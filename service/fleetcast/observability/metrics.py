@@ -71,6 +71,8 @@ class GatewaySnapshot:
     drain_closed: int
     broker_ready: bool
     broker_errors: Mapping[str, int]
+    broker_channels: int | None = None
+    """Channels the embedded broker holds in this process (None on Redis, where streams expire on their own)."""
 
 
 class GatewayCollector(Collector):
@@ -129,6 +131,10 @@ class GatewayCollector(Collector):
             "operation",
             s.broker_errors,
         )
+        if s.broker_channels is not None:
+            yield GaugeMetricFamily(
+                "fleetcast_broker_channels", "Channels the embedded broker holds in memory.", s.broker_channels
+            )
 
 
 def _labelled(

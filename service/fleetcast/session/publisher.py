@@ -17,7 +17,11 @@ from fleetcast.session.ratelimit import ChannelRates
 
 
 def retention_of(policy: ChannelPolicy) -> Retention:
-    return Retention(max_events=policy.history_max_events, max_age_seconds=policy.history_max_age)
+    return Retention(
+        max_events=policy.history_max_events,
+        max_age_seconds=policy.history_max_age,
+        idle_seconds=policy.history_idle_ttl,
+    )
 
 
 class Publisher:

@@ -21,6 +21,7 @@ from fleetcast.core.messages import ProtocolError, Ref
 from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge, Unauthorized
 from fleetcast.hub.batch import Batch
 from fleetcast.pod import Pod
+from fleetcast.session.json_input import UnreadableJson, read_json
 from fleetcast.session.session import Session
 from fleetcast.transports.uvicorn_ws import EXTENSION, FrameWriter
 
@@ -121,7 +122,9 @@ async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
                 break
             text = message.get("text")
             if text is None:
-                _refuse(session, ProtocolError("binary frames are not part of fleetcast.v1; send JSON text"))
+                _refuse(
+                    session, ProtocolError("binary frames are not part of fleetcast.v1; send JSON text", fatal=True)
+                )
                 break
             await _handle(pod, session, text)
     finally:
@@ -142,7 +145,10 @@ def _token_refusal(error: FleetcastError) -> Disconnect:
 async def _handle(pod: Pod, session: Session, text: str) -> None:
     """One client op: parse it, let the session core decide, answer."""
     try:
-        op = messages.parse(text)
+        op = messages.parse(read_json(text))
+    except UnreadableJson as exc:
+        _refuse(session, ProtocolError(f"message is not valid JSON: {exc}", fatal=True))
+        return
     except ProtocolError as error:
         _refuse(session, error)
         return
