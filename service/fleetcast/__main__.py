@@ -16,6 +16,8 @@ from fleetcast.settings import BrokerSettings, LimitSettings, ServerSettings, Se
 
 _WS_FRAME_OVERHEAD = 64 * 1024
 _TRUE = {"1", "true", "yes", "on"}
+_CONNECTION_MAX_CHANNELS = 100
+"""Subscriptions one connection may hold (``session.Limits.max_channels``, not imported: the CLI starts light)."""
 
 
 def _option(parser: argparse.ArgumentParser, name: str, kind: type, default: object, help: str) -> None:
@@ -59,6 +61,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
         ("ws-ping-seconds", float, limits.ws_ping_seconds, "WebSocket pings; silent as long again: disconnected"),
         ("sse-heartbeat-seconds", float, limits.sse_heartbeat_seconds, "': ping' comments on idle SSE streams"),
+        ("mux-max-channels", int, limits.mux_max_channels, "channels per multiplexed SSE stream (1-100)"),
         ("ws-publish-rate", float, limits.ws_publish_per_second, "publishes per second per WebSocket client"),
         ("drain-rate", float, drain.rate, "sessions closed per second while draining"),
         ("drain-timeout", float, drain.timeout, "seconds until a drain closes the rest and the process exits"),
@@ -130,6 +133,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             ws_publish_burst=max(1.0, 2 * args.ws_publish_rate),
             ws_ping_seconds=args.ws_ping_seconds,
             sse_heartbeat_seconds=args.sse_heartbeat_seconds,
+            mux_max_channels=args.mux_max_channels,
         ),
         drain=DrainSettings(
             rate=args.drain_rate,
@@ -225,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not 1 <= args.mux_max_channels <= _CONNECTION_MAX_CHANNELS:
+            parser.error(f"--mux-max-channels must be 1 to {_CONNECTION_MAX_CHANNELS} (a connection's subscriptions)")
         settings = settings_from(args)
         try:
             check_auth(settings.auth)

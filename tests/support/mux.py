@@ -1,0 +1,75 @@
+"""A strict client of multiplexed SSE streams (``GET /v1/events``) that remembers ids the way a browser does.
+
+A browser keeps a "last event id buffer": an ``id:`` line sets it, and every blank line (with or without
+data) makes it the stream's last event id, which the next connection sends as ``Last-Event-ID``. The opening
+frame of a multiplexed stream is an ``id:`` alone, so a client that only looked at dispatched events would
+resume from the wrong place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class MuxFrame:
+    event: str
+    data: Any
+    """The parsed JSON payload."""
+    last_id: str | None
+    """The stream's last event id when this frame was dispatched."""
+
+
+@dataclass
+class MuxStream:
+    """One open stream: iterate :meth:`frames`; :attr:`last_id` is what a browser would send back."""
+
+    response: httpx.Response
+    last_id: str | None = None
+    retries: list[int] = field(default_factory=list)
+
+    async def frames(self) -> AsyncIterator[MuxFrame]:
+        event, data, buffer = "message", [], self.last_id
+        async for line in self.response.aiter_lines():
+            if line == "":
+                self.last_id = buffer
+                if data:
+                    yield MuxFrame(event, json.loads("\n".join(data)), self.last_id)
+                event, data = "message", []
+            elif line.startswith(":"):
+                continue
+            else:
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "data":
+                    data.append(value)
+                elif name == "event":
+                    event = value
+                elif name == "id":
+                    buffer = value
+                elif name == "retry":
+                    self.retries.append(int(value))
+
+
+def events_url(channels: list[str], **query: str) -> str:
+    params = [("channel", c) for c in channels] + list(query.items())
+    return "/v1/events?" + str(httpx.QueryParams(params))
+
+
+@asynccontextmanager
+async def mux_stream(
+    client: httpx.AsyncClient, channels: list[str], last_id: str | None = None, **query: str
+) -> AsyncIterator[MuxStream]:
+    """Open a multiplexed stream (failing unless it answers 200); closing the block drops the connection."""
+    headers = {"Accept": "text/event-stream"}
+    if last_id is not None:
+        headers["Last-Event-ID"] = last_id
+    async with client.stream("GET", events_url(channels, **query), headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        yield MuxStream(response, last_id)
