@@ -49,7 +49,7 @@ def test_every_frame_of_a_batch_carries_the_cursor_after_it() -> None:
     parsed = frames_of(body)
     assert [f["event"] for f in parsed] == ["message"] * 3
     for i, frame in enumerate(parsed):
-        assert frame["data"] == '{"channel":"chat:room-1","id":"%d-0","data":{"n":%d}}' % (BASE + 10 + i, i)
+        assert frame["data"] == f'{{"channel":"chat:room-1","id":"{BASE + 10 + i}-0","data":{{"n":{i}}}}}'
         assert multiplex.parse(frame["id"], CHANNELS) == [start[0], (BASE + 10 + i, 0), start[2]]
     assert multiplex.parse(cursor.text(), CHANNELS) == [start[0], (BASE + 12, 0), start[2]]
 
@@ -66,7 +66,8 @@ def test_interleaved_batches_keep_every_channel_position() -> None:
         for _ in range(rng.randint(1, 4)):
             clock += rng.randint(0, 2)
             events.append(Event(f"{clock}-{rng.randint(0, 70)}", "t", b"1"))
-        for frame, event in zip(frames_of(cursor.frames(index, *Batch(CHANNELS[index], events).mux(BASE))), events):
+        body = cursor.frames(index, *Batch(CHANNELS[index], events).mux(BASE))
+        for frame, event in zip(frames_of(body), events, strict=True):
             last[index] = ids.parse(event.id)
             assert multiplex.parse(frame["id"], CHANNELS) == last
 
