@@ -34,13 +34,33 @@ class MuxStream:
     last_id: str | None = None
     retries: list[int] = field(default_factory=list)
 
-    async def frames(self) -> AsyncIterator[MuxFrame]:
+    _blocks: AsyncIterator[MuxFrame | None] | None = None
+
+    def frames(self) -> AsyncIterator[MuxFrame]:
+        """The dispatched frames (those with data), from where the stream was left."""
+        return (frame async for frame in self._parsed() if frame is not None)
+
+    async def opening(self) -> str:
+        """Read up to the stream's opening cursor (after its ``retry:``) and return it."""
+        async for frame in self._parsed():
+            assert frame is None, f"an event before the opening cursor: {frame}"
+            if self.last_id is not None:
+                break
+        assert self.last_id is not None, "the stream opened without a cursor"
+        return self.last_id
+
+    def _parsed(self) -> AsyncIterator[MuxFrame | None]:
+        if self._blocks is None:
+            self._blocks = self._parse()
+        return self._blocks
+
+    async def _parse(self) -> AsyncIterator[MuxFrame | None]:
+        """Every blank line: the frame it dispatched, or None if it had no data."""
         event, data, buffer = "message", [], self.last_id
         async for line in self.response.aiter_lines():
             if line == "":
                 self.last_id = buffer
-                if data:
-                    yield MuxFrame(event, json.loads("\n".join(data)), self.last_id)
+                yield MuxFrame(event, json.loads("\n".join(data)), self.last_id) if data else None
                 event, data = "message", []
             elif line.startswith(":"):
                 continue
