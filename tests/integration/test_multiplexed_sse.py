@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.observability.test_metrics import until, value
 from tests.support.clients import publish, ws_client, ws_recv, ws_send
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.mux import MuxFrame, events_url, mux_stream
@@ -222,3 +223,27 @@ async def test_one_websocket_resumes_sixty_four_subscriptions(
         await publish_round_robin(writer.url, channels, 5, 6)
         await receive(ws, 64)
     assert all(got[c] == list(range(6)) for c in channels), got
+
+
+async def test_metrics_count_multiplexed_streams_and_their_channels() -> None:
+    """Two streams (3 and 20 channels): the open-stream gauge follows them, the channels-per-stream histogram
+    records each once, and their subscriptions count like any others."""
+    with gateway(*QUICK_STOP, "--anonymous") as pod:
+        async with (
+            httpx.AsyncClient(base_url=pod.url, timeout=10) as http,
+            mux_stream(http, [f"m:{i}" for i in range(3)]) as small,
+            mux_stream(http, [f"m:w{i}" for i in range(20)]) as wide,
+        ):
+            await small.opening()
+            await wide.opening()
+            open_ = await until(http, lambda s: s.get(("fleetcast_multiplexed_streams", frozenset())) == 2)
+            assert value(open_, "fleetcast_connections", transport="sse") == 2
+            assert value(open_, "fleetcast_subscriptions", family="m") == 23
+            assert value(open_, "fleetcast_multiplexed_stream_channels_count") == 2
+            assert value(open_, "fleetcast_multiplexed_stream_channels_sum") == 23
+            assert value(open_, "fleetcast_multiplexed_stream_channels_bucket", le="4") == 1
+            assert value(open_, "fleetcast_multiplexed_stream_channels_bucket", le="16") == 1
+            assert value(open_, "fleetcast_multiplexed_stream_channels_bucket", le="32") == 2
+        async with httpx.AsyncClient(base_url=pod.url, timeout=10) as http:
+            closed = await until(http, lambda s: s.get(("fleetcast_multiplexed_streams", frozenset())) == 0)
+            assert value(closed, "fleetcast_multiplexed_stream_channels_count") == 2
