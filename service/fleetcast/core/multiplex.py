@@ -117,10 +117,6 @@ class Cursor:
         self._head = f"{VERSION}.{check(channels)}.{b62(base)}".encode()
         self._tokens = [token(ids.format_id(p), base).encode() for p in positions]
 
-    def position(self, index: int) -> ids.EventId:
-        """Where the ``index``-th channel of the request stands."""
-        return position(self._tokens[index].decode(), self.base)
-
     def text(self) -> str:
         return b".".join((self._head, *self._tokens)).decode()
 

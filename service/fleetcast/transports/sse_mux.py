@@ -50,13 +50,21 @@ class MuxCodec:
     """Frames for a multiplexed stream; it owns the stream's cursor and moves it as it encodes events."""
 
     def __init__(self, channels: Sequence[str]) -> None:
-        self.cursor = multiplex.Cursor(channels, [ids.ZERO] * len(channels), BASE_MS)
-        """Replaced by the stream's starting positions before any event is encoded."""
+        self.channels = tuple(channels)
         self._index = {channel: i for i, channel in enumerate(channels)}
+        self.cursor: multiplex.Cursor | None = None
+        """Set by :meth:`begin`, before the first channel joins."""
+
+    def begin(self, positions: Sequence[ids.EventId]) -> bytes:
+        """Where each channel starts; returns the opening frame that states it."""
+        self.cursor = multiplex.Cursor(self.channels, positions, BASE_MS)
+        return self.cursor.id_frame()
 
     def events(self, batch: Batch) -> bytes:
-        tokens, frames = batch.mux(self.cursor.base)
-        return self.cursor.frames(self._index[batch.channel], tokens, frames)
+        cursor = self.cursor
+        assert cursor is not None, "events before the stream began"
+        tokens, frames = batch.mux(cursor.base)
+        return cursor.frames(self._index[batch.channel], tokens, frames)
 
     def subscribed(self, channel: str, ref: Ref, recovered: bool, latest: str | None) -> bytes:
         return b""
@@ -101,12 +109,13 @@ class MuxStream(Response):
             wire.close(refusal, pod.refusal_delay_ms(refusal))
             await wire.finish()
             return
-        session = pod.open_session(wire, MuxCodec(self.channels), self.principal)
+        codec = MuxCodec(self.channels)
+        session = pod.open_session(wire, codec, self.principal)
         pod.multiplexed.opened(len(self.channels))
         listener = asyncio.create_task(wait_for_disconnect(receive, wire), name="sse-mux-disconnect")
         try:
             try:
-                await self._join_all(session, wire)
+                await self._join_all(session, codec, wire)
             except Unavailable as refusal:
                 # Transient (broker down, channel full): "come back later", never a 5xx.
                 broker = isinstance(refusal, BrokerUnavailable)
@@ -120,16 +129,13 @@ class MuxStream(Response):
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
 
-    async def _join_all(self, session: Session, wire: SseWire) -> None:
+    async def _join_all(self, session: Session, codec: MuxCodec, wire: SseWire) -> None:
         """Fix every channel's starting position, send it as the first cursor, then join each channel from it."""
         positions = self.positions
         if positions is None:
             latest = [(await self.pod.broker.info(channel)).latest for channel in self.channels]
             positions = [ids.parse(last) if last is not None else ids.ZERO for last in latest]
-        codec = session.codec
-        assert isinstance(codec, MuxCodec)
-        codec.cursor = multiplex.Cursor(self.channels, positions, BASE_MS)
-        wire.write(codec.cursor.id_frame())
+        wire.write(codec.begin(positions))
         for channel, policy, start in zip(self.channels, self.policies, positions, strict=True):
             if wire.closed:
                 return
