@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page
 from tests.support.clients import publish
 from tests.support.front import front
 from tests.support.gateway import GatewayProcess, gateway
-from tests.support.mux import events_url
+from tests.support.mux import admin_client, events_url
 from tests.support.nginx import Nginx, nginx_h2_front
 from tests.support.processes import redis_server
 
@@ -60,7 +60,7 @@ async def wait_until_each_has(page: Page, channels: list[str], count: int, timeo
 
 async def drain(pod: GatewayProcess) -> None:
     """Start a drain of ``pod`` that leaves the process running (the one place that knows where to ask)."""
-    async with httpx.AsyncClient(base_url=pod.url, timeout=10) as admin:
+    async with admin_client(pod) as admin:
         response = await admin.post("/internal/drain", params={"exit": "false"})
         assert response.status_code == 202, response.text
 

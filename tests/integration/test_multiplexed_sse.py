@@ -16,7 +16,7 @@ import pytest
 from tests.observability.test_metrics import until, value
 from tests.support.clients import publish, ws_client, ws_recv, ws_send
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
-from tests.support.mux import MuxFrame, events_url, mux_stream
+from tests.support.mux import MuxFrame, admin_client, events_url, mux_stream
 from tests.support.processes import RedisServer, declare, redis_server
 from tests.support.tokens import Keys
 
@@ -230,9 +230,10 @@ async def test_metrics_count_multiplexed_streams_and_their_channels() -> None:
     records each once, and their subscriptions count like any others."""
     with gateway(*QUICK_STOP, "--anonymous") as pod:
         async with (
-            httpx.AsyncClient(base_url=pod.url, timeout=10) as http,
-            mux_stream(http, [f"m:{i}" for i in range(3)]) as small,
-            mux_stream(http, [f"m:w{i}" for i in range(20)]) as wide,
+            admin_client(pod) as http,
+            httpx.AsyncClient(base_url=pod.url, timeout=10) as api,
+            mux_stream(api, [f"m:{i}" for i in range(3)]) as small,
+            mux_stream(api, [f"m:w{i}" for i in range(20)]) as wide,
         ):
             await small.opening()
             await wide.opening()
@@ -244,6 +245,6 @@ async def test_metrics_count_multiplexed_streams_and_their_channels() -> None:
             assert value(open_, "fleetcast_multiplexed_stream_channels_bucket", le="4") == 1
             assert value(open_, "fleetcast_multiplexed_stream_channels_bucket", le="16") == 1
             assert value(open_, "fleetcast_multiplexed_stream_channels_bucket", le="32") == 2
-        async with httpx.AsyncClient(base_url=pod.url, timeout=10) as http:
+        async with admin_client(pod) as http:
             closed = await until(http, lambda s: s.get(("fleetcast_multiplexed_streams", frozenset())) == 0)
             assert value(closed, "fleetcast_multiplexed_stream_channels_count") == 2

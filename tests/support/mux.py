@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.gateway import GatewayProcess
+
 
 @dataclass
 class MuxFrame:
@@ -93,3 +95,11 @@ async def mux_stream(
     async with client.stream("GET", events_url(channels, **query), headers=headers) as response:
         assert response.status_code == 200, await response.aread()
         yield MuxStream(response, last_id)
+
+
+def admin_client(pod: GatewayProcess) -> httpx.AsyncClient:
+    """A client of the pod's admin endpoints (``/metrics``, ``/internal/drain``): on its admin port with its token
+    where the pod has one, else on its public port."""
+    url: str = getattr(pod, "admin_url", pod.url)
+    headers: dict[str, str] = getattr(pod, "admin_headers", {})
+    return httpx.AsyncClient(base_url=url, headers=headers, timeout=10)
