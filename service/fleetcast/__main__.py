@@ -20,6 +20,8 @@ from fleetcast.settings import AdminSettings, BrokerSettings, LimitSettings, Ser
 
 _WS_FRAME_OVERHEAD = 64 * 1024
 _TRUE = {"1", "true", "yes", "on"}
+_CONNECTION_MAX_CHANNELS = 100
+"""Subscriptions one connection may hold (``session.Limits.max_channels``, not imported: the CLI starts light)."""
 
 
 def _option(
@@ -79,6 +81,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("header-timeout", float, limits.header_timeout, "seconds to send request line and headers before 408"),
         ("ws-ping-seconds", float, limits.ws_ping_seconds, "WebSocket pings; silent as long again: disconnected"),
         ("sse-heartbeat-seconds", float, limits.sse_heartbeat_seconds, "': ping' comments on idle SSE streams"),
+        ("mux-max-channels", int, limits.mux_max_channels, "channels per multiplexed SSE stream (1-100)"),
         ("ws-publish-rate", float, limits.ws_publish_per_second, "publishes per second per WebSocket client"),
         ("drain-rate", float, drain.rate, "sessions closed per second while draining"),
         ("drain-timeout", float, drain.timeout, "seconds until a drain closes the rest and the process exits"),
@@ -156,6 +159,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             ws_publish_burst=max(1.0, 2 * args.ws_publish_rate),
             ws_ping_seconds=args.ws_ping_seconds,
             sse_heartbeat_seconds=args.sse_heartbeat_seconds,
+            mux_max_channels=args.mux_max_channels,
         ),
         drain=DrainSettings(
             rate=args.drain_rate,
@@ -302,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not 1 <= args.mux_max_channels <= _CONNECTION_MAX_CHANNELS:
+            parser.error(f"--mux-max-channels must be 1 to {_CONNECTION_MAX_CHANNELS} (a connection's subscriptions)")
         settings = settings_from(args)
         if settings.admin.port and settings.admin.port == settings.server.port:
             parser.error(f"--admin-port {settings.admin.port} is the public port: the admin port needs its own")

@@ -29,7 +29,7 @@ from fleetcast.drain.controller import DrainController
 from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
 from fleetcast.observability import tracing
-from fleetcast.observability.metrics import GatewaySnapshot
+from fleetcast.observability.metrics import GatewaySnapshot, MultiplexedStreams
 from fleetcast.session.access import Access
 from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
@@ -96,6 +96,7 @@ class Pod:
         self.counters = SessionCounters()
         self.sessions: set[Session] = set()
         """Every open session, for drain and for the bytes they hold unsent."""
+        self.multiplexed = MultiplexedStreams()
         self._wake = asyncio.Event()
         self.drain = DrainController(self.sessions, settings.drain)
         # A drain's start and end reach the registry at once, then every half second while it runs.
@@ -181,6 +182,7 @@ class Pod:
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
             broker_channels=self.broker.channels_held,
+            multiplexed=self.multiplexed,
         )
 
     async def start(self) -> None:

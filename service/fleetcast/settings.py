@@ -60,6 +60,8 @@ class LimitSettings:
     """Publishes one WebSocket client may make per second (token bucket)."""
     ws_publish_burst: float = 100.0
     """Publishes one WebSocket client may make at once before the rate applies."""
+    mux_max_channels: int = 64
+    """Channels one multiplexed SSE stream (``GET /v1/events``) may carry; at most 100, a connection's cap."""
     max_connections: int = 20_000
     """Connections one pod takes; more are turned away (WebSocket 1013, SSE a reconnect event). Connections
     still sending their request headers count too."""

@@ -49,6 +49,21 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "5s", "labels": {"release": "prom"}},
         "otel": {"endpoint": "http://otel-collector.observability:4317", "sampleRatio": 0.25},
     },
+    "edge": {
+        "ingress": {
+            "enabled": True,
+            "hosts": ["rt.example.com", "*.rt.example.com"],
+            "tls": {"secretName": "rt-tls"},
+            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+            "labels": {"exposure": "public"},
+        },
+        "httpRoute": {
+            "enabled": True,
+            "parentRefs": [{"name": "edge", "namespace": "infra", "sectionName": "https"}],
+            "hostnames": ["rt.example.com"],
+            "timeouts": {"request": "0s", "backendRequest": "0s"},
+        },
+    },
     "custom-resources": {
         "fullnameOverride": "rt",
         "commonLabels": {"team": "realtime"},

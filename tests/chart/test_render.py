@@ -1,6 +1,6 @@
 """Acceptance 1 and 2: the chart renders and lints strictly with every value set, and every object it renders is
 valid for Kubernetes 1.31 to 1.35 (built-in kinds by kubernetes-validate in strict mode, Gateway and Channel by
-our CRD schemas, ServiceMonitor by a bundled schema)."""
+our CRD schemas, ServiceMonitor and HTTPRoute by bundled schemas)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from fleetcast_operator.gateway.spec import AuthSpec, SecretEntry, parse_gateway
 from tests.chart.chart import CHART, KUBE_VERSIONS, VALUE_SETS, crd_schemas, gateway_manifests, objects, render
 
 SERVICEMONITOR_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "servicemonitor-v1.json").read_text())
-CUSTOM_KINDS = {"Gateway", "Channel", "ServiceMonitor"}
+HTTPROUTE_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "httproute-v1.json").read_text())
+BUNDLED_SCHEMAS = {"ServiceMonitor": SERVICEMONITOR_SCHEMA, "HTTPRoute": HTTPROUTE_SCHEMA}
+CUSTOM_KINDS = {"Gateway", "Channel", *BUNDLED_SCHEMAS}
 
 
 def validate_custom(doc: dict[str, Any]) -> None:
-    if doc["kind"] == "ServiceMonitor":
-        jsonschema.Draft202012Validator(SERVICEMONITOR_SCHEMA).validate(doc)
+    if doc["kind"] in BUNDLED_SCHEMAS:
+        jsonschema.Draft202012Validator(BUNDLED_SCHEMAS[doc["kind"]]).validate(doc)
     else:
         # CRD schemas are OpenAPI v3.0 (boolean exclusiveMinimum): draft 4 semantics.
         jsonschema.Draft4Validator(crd_schemas()[doc["kind"]]).validate(doc)

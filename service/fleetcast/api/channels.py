@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from fleetcast.auth.credentials import TOKEN_SCOPE_KEY, NotBearer, reader_token
 from fleetcast.auth.principal import ANONYMOUS, Principal
-from fleetcast.core import ids
+from fleetcast.core import ids, multiplex
 from fleetcast.errors import (
     BadRequest,
     InvalidEventId,
@@ -22,6 +22,7 @@ from fleetcast.errors import (
 from fleetcast.pod import Pod
 from fleetcast.session.json_input import UnreadableJson, read_json
 from fleetcast.transports.sse import SseStream
+from fleetcast.transports.sse_mux import MuxStream
 
 router = APIRouter()
 
@@ -140,6 +141,33 @@ async def subscribe_sse(
     if since is None:
         since = _since(last_event_id_query, "lastEventId")
     return SseStream(pod, channel, since, policy, principal)
+
+
+@router.get("/v1/events")
+async def subscribe_many_sse(
+    request: Request,
+    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> Response:
+    """One SSE stream for every ``?channel=`` (docs/protocol.md, "Many channels on one stream"), resuming all of
+    them from the composite cursor in ``Last-Event-ID`` (or ``?lastEventId=``)."""
+    pod = _pod(request)
+    channels = request.query_params.getlist("channel")
+    limit = pod.settings.limits.mux_max_channels
+    if not channels:
+        raise BadRequest("name the channels of the stream: /v1/events?channel=a&channel=b")
+    if len(channels) > limit:
+        raise BadRequest(f"a stream carries at most {limit} channels; this request names {len(channels)}")
+    if len(set(channels)) != len(channels):
+        raise BadRequest("each channel may appear once in a stream")
+    principal = await _reader(request, pod)
+    policies = [pod.access.subscribe(principal, channel, "sse") for channel in channels]
+    cursor = last_event_id or last_event_id_query or None
+    try:
+        positions = None if cursor is None else multiplex.parse(cursor, channels)
+    except ValueError as exc:
+        raise InvalidEventId(f"{'Last-Event-ID' if last_event_id else 'lastEventId'}: {exc}") from None
+    return MuxStream(pod, channels, policies, positions, principal)
 
 
 @router.get("/v1/channels/{channel}/history")

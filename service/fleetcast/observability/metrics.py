@@ -52,6 +52,38 @@ class LagHistogram:
         return pairs
 
 
+class MultiplexedStreams:
+    """Multiplexed SSE streams (``GET /v1/events``): how many are open, and how many channels each one carries
+    (a histogram observed once per stream, when it opens)."""
+
+    __slots__ = ("channels", "counts", "open")
+
+    BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.counts = [0] * (len(self.BUCKETS) + 1)
+        self.channels = 0
+        """Channels of every stream opened so far (the histogram's sum)."""
+
+    def opened(self, channels: int) -> None:
+        self.open += 1
+        self.counts[bisect.bisect_left(self.BUCKETS, channels)] += 1
+        self.channels += channels
+
+    def closed(self) -> None:
+        self.open -= 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        pairs: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(self.BUCKETS, self.counts, strict=False):
+            running += count
+            pairs.append((str(bound), float(running)))
+        pairs.append(("+Inf", float(running + self.counts[-1])))
+        return pairs
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySnapshot:
     """What one pod reports at a scrape."""
@@ -73,6 +105,8 @@ class GatewaySnapshot:
     broker_errors: Mapping[str, int]
     broker_channels: int | None = None
     """Channels the embedded broker holds in this process (None on Redis, where streams expire on their own)."""
+    multiplexed: MultiplexedStreams | None = None
+    """Multiplexed SSE streams; None reports none."""
 
 
 class GatewayCollector(Collector):
@@ -135,6 +169,18 @@ class GatewayCollector(Collector):
             yield GaugeMetricFamily(
                 "fleetcast_broker_channels", "Channels the embedded broker holds in memory.", s.broker_channels
             )
+        multiplexed = s.multiplexed if s.multiplexed is not None else MultiplexedStreams()
+        yield GaugeMetricFamily(
+            "fleetcast_multiplexed_streams",
+            "Open SSE streams that carry several channels (GET /v1/events).",
+            multiplexed.open,
+        )
+        yield HistogramMetricFamily(
+            "fleetcast_multiplexed_stream_channels",
+            "Channels per multiplexed SSE stream, observed when each stream opens.",
+            buckets=multiplexed.buckets(),
+            sum_value=multiplexed.channels,
+        )
 
 
 def _labelled(

@@ -183,7 +183,7 @@ class SseStream(Response):
             await wire.finish()
             return
         session = pod.open_session(wire, SseCodec(), self.principal)
-        listener = asyncio.create_task(_wait_for_disconnect(receive, wire), name="sse-disconnect")
+        listener = asyncio.create_task(wait_for_disconnect(receive, wire), name="sse-disconnect")
         try:
             try:
                 await session.join(self.channel, self.policy, self.since)
@@ -192,7 +192,7 @@ class SseStream(Response):
                 # would take as final.
                 broker = isinstance(refusal, BrokerUnavailable)
                 session.close(disconnects.BROKER_DOWN if broker else disconnects.OVERLOADED)
-            await _pump(wire, pod.settings.limits.sse_heartbeat_seconds)
+            await pump(wire, pod.settings.limits.sse_heartbeat_seconds)
             await wire.finish()
         finally:
             pod.close_session(session)
@@ -201,7 +201,7 @@ class SseStream(Response):
                 await listener
 
 
-async def _pump(wire: SseWire, heartbeat: float) -> None:
+async def pump(wire: SseWire, heartbeat: float) -> None:
     """Send queued batches as they come, and a ping comment when idle, until the session ends."""
     while not wire.closed:
         if not await wire.flush(SEND_TIMEOUT_SECONDS):
@@ -216,7 +216,7 @@ async def _pump(wire: SseWire, heartbeat: float) -> None:
             wire.write(sse.PING)
 
 
-async def _wait_for_disconnect(receive: Receive, wire: SseWire) -> None:
+async def wait_for_disconnect(receive: Receive, wire: SseWire) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
