@@ -19,6 +19,7 @@ from tests.support.clients import publish, wait_subscribers
 from tests.support.front import front
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.processes import RedisServer, declare, redis_server
+from tests.support.static import StaticServer
 from tests.support.tokens import Keys
 
 pytestmark = pytest.mark.browser
@@ -193,6 +194,34 @@ async def test_an_expiring_token_is_refreshed_twice_without_loss(browser: Browse
             assert result["tokens"] >= 3, "the first token and at least two refreshes"
             if transport == "ws":
                 assert "reconnecting" not in result["states"], "a refresh happens on the open socket"
+            await close_page(page)
+    finally:
+        keys.cleanup()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_page_of_another_allowed_origin_imports_the_sdk_and_subscribes_with_a_token(
+    browser: Browser, transport: str
+) -> None:
+    """The app's page lives on its own origin: it imports ``/v1/client.js`` across origins (CORS) and subscribes
+    with a token, which the SDK sends as a header (SSE: after a CORS preflight), never in a URL."""
+    channel = f"private:x-{transport}"
+    keys = Keys()
+    app = StaticServer(b"<!doctype html><title>the app</title>")
+    try:
+        with app.running(), gateway(*QUICK_STOP, *keys.pod_args(audience=None), "--allowed-origins", app.origin) as pod:
+            page = await browser.new_page()
+            urls: list[str] = []
+            page.on("request", lambda request: urls.append(request.url))
+            await page.expose_function("freshToken", lambda: keys.hs256(sub="u1", channels=[channel]))
+            await page.goto(app.origin + "/")
+            await page.evaluate(SUBSCRIBE, [pod.url, channel, transport, None, True])
+            await wait_subscribers_with(pod, channel, keys.hs256(channels=[channel]))
+            async with api(pod, {"Authorization": f"Bearer {keys.api_key}"}) as client:
+                published = [await publish(client, channel, {"n": n}) for n in range(3)]
+            await wait_for_count(page, 3)
+            assert (await seen(page))["ids"] == published
+            assert not any("token=" in url for url in urls), urls
             await close_page(page)
     finally:
         keys.cleanup()

@@ -803,8 +803,8 @@ class WsConnection {
 
 /**
  * One channel's event stream, read with `fetch` rather than `EventSource`: it sees every event type (an
- * `EventSource` dispatches only the types a page listened for in advance) and decides each reconnect itself,
- * with `?lastEventId=` and a fresh `?token=` every time.
+ * `EventSource` dispatches only the types a page listened for in advance), sends the token in a header rather
+ * than the URL, and decides each reconnect itself, with `?lastEventId=` and a fresh token every time.
  */
 class SseStream {
   state: ConnectionState = "connecting";
@@ -853,13 +853,13 @@ class SseStream {
     this.abort = abort;
     try {
       const token = await this.owner._token();
-      const query = new URLSearchParams();
-      if (this.sub.lastId !== null) query.set("lastEventId", this.sub.lastId);
-      if (token !== null) query.set("token", token);
-      const qs = query.toString();
-      const url = `${this.owner.url}/v1/channels/${encodeURIComponent(this.sub.channel)}/events${qs ? `?${qs}` : ""}`;
+      const since = this.sub.lastId === null ? "" : `?lastEventId=${encodeURIComponent(this.sub.lastId)}`;
+      const url = `${this.owner.url}/v1/channels/${encodeURIComponent(this.sub.channel)}/events${since}`;
+      // The token travels in a header, never in the URL (which proxies in front of the gateway may log).
+      const headers: Record<string, string> = { Accept: "text/event-stream" };
+      if (token !== null) headers.Authorization = `Bearer ${token}`;
       const response = await this.owner._env().fetch(url, {
-        headers: { Accept: "text/event-stream" },
+        headers,
         credentials: "include",
         cache: "no-store",
         signal: abort.signal,

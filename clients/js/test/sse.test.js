@@ -28,8 +28,8 @@ test("every event type reaches onEvent, gaps reach onGap, and the stream resumes
   await settle();
   assert.equal(calls.length, 1);
   assert.equal(calls[0].url.pathname, "/v1/channels/chat%3Aroom-1/events");
-  assert.equal(calls[0].url.searchParams.get("token"), "t1");
-  assert.equal(calls[0].url.searchParams.get("lastEventId"), null);
+  assert.equal(calls[0].init.headers.Authorization, "Bearer t1");
+  assert.equal(calls[0].url.search, "", "no token in the URL");
   const stream = calls[0].answerStream();
   await settle();
   assert.equal(fc.state, "open");
@@ -49,7 +49,7 @@ test("every event type reaches onEvent, gaps reach onGap, and the stream resumes
   await clock.advance(150);
   assert.equal(calls.length, 2);
   assert.equal(calls[1].url.searchParams.get("lastEventId"), "2-0");
-  assert.equal(calls[1].url.searchParams.get("token"), "t2", "a fresh token on every reconnect");
+  assert.equal(calls[1].init.headers.Authorization, "Bearer t2", "a fresh token on every reconnect");
   const again = calls[1].answerStream();
   again.write("id: 2-0\ndata: 2\n\nid: 3-0\ndata: 3\n\n");
   await settle();
@@ -91,7 +91,7 @@ test("401 is retried once with a fresh token; a second 401 ends the subscription
   calls[0].answer(401, { error: { code: "token_expired", message: "the token expired" } });
   await settle();
   await clock.advance(clock.pending()[0]);
-  assert.equal(calls[1].url.searchParams.get("token"), "t2");
+  assert.equal(calls[1].init.headers.Authorization, "Bearer t2");
   calls[1].answer(401, { error: { code: "invalid_token", message: "the token is not valid" } });
   await settle();
   assert.equal(seen.errors.length, 1);
