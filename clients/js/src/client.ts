@@ -491,6 +491,7 @@ class WsConnection {
   private serverReason: string | null = null;
   private refusedOnce = false;
   private stopped = false;
+  private endReason = "closed by the page";
   private nextRef = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly waiting = new Map<number, () => void>();
@@ -512,6 +513,9 @@ class WsConnection {
   }
 
   publish(channel: string, data: unknown, type: string | undefined): Promise<{ id: string }> {
+    if (this.stopped) {
+      return Promise.reject(new FleetcastError(`the connection ended: ${this.endReason}`, "closed"));
+    }
     if (this.waiting.size >= MAX_WAITING_PUBLISHES) {
       return Promise.reject(new FleetcastError("too many publishes wait for the connection", "backlog"));
     }
@@ -723,6 +727,7 @@ class WsConnection {
 
   private terminate(code: number, reason: string): void {
     this.stopped = true;
+    this.endReason = `${reason || "closed"} (${code})`;
     this.clearTimers();
     const error = new FleetcastError(reason || `closed with ${code}`, code);
     this.rejectPublishes(error, true);

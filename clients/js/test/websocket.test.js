@@ -106,6 +106,7 @@ test("terminal close codes stop the client with the reason; nothing reconnects",
     await clock.advance(60_000);
     assert.equal(sockets.length, 1);
     assert.equal(fc.state, "closed");
+    await assert.rejects(fc.publish("chat:a", 1), { code: "closed", message: `the connection ended: ${reason} (${code})` });
   }
 });
 

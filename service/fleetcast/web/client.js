@@ -384,6 +384,7 @@ class WsConnection {
     serverReason = null;
     refusedOnce = false;
     stopped = false;
+    endReason = "closed by the page";
     nextRef = 1;
     pending = new Map();
     waiting = new Map();
@@ -403,6 +404,9 @@ class WsConnection {
             this.send({ op: "unsubscribe", channel: sub.channel, ref: this.ref({ kind: "subscribe", sub }) });
     }
     publish(channel, data, type) {
+        if (this.stopped) {
+            return Promise.reject(new FleetcastError(`the connection ended: ${this.endReason}`, "closed"));
+        }
         if (this.waiting.size >= MAX_WAITING_PUBLISHES) {
             return Promise.reject(new FleetcastError("too many publishes wait for the connection", "backlog"));
         }
@@ -632,6 +636,7 @@ class WsConnection {
     }
     terminate(code, reason) {
         this.stopped = true;
+        this.endReason = `${reason || "closed"} (${code})`;
         this.clearTimers();
         const error = new FleetcastError(reason || `closed with ${code}`, code);
         this.rejectPublishes(error, true);
