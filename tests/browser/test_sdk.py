@@ -69,8 +69,10 @@ async def close_page(page: Page) -> None:
 
 
 async def start_drain(pod: GatewayProcess) -> None:
-    """Start a drain of ``pod`` without ending its process (the admin call lives here alone)."""
-    async with httpx.AsyncClient(base_url=pod.url, timeout=10) as admin:
+    """Start a drain of ``pod`` without ending its process (the admin call lives here alone): on the pod's admin
+    port with its token where the pod has one, else on its public port from loopback."""
+    url, headers = getattr(pod, "admin_url", pod.url), getattr(pod, "admin_headers", {})
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as admin:
         assert (await admin.post("/internal/drain?exit=false")).status_code == 202
 
 
