@@ -2,10 +2,10 @@
 
 The page is the gateway's ``GET /healthz`` through the Service, chosen for its origin: an ``EventSource`` opened
 from it is same-origin (a ``data:`` page would be cross-origin, and the gateway sends no CORS headers), and,
-unlike the demo page at ``/``, it opens no connections of its own that the scenario would count. The test opens its own ``EventSource`` in that page, starting after
-the last acknowledged id with ``?lastEventId=`` (the first-load form); after that, every reconnect is the
-browser's own, with its own ``Last-Event-ID`` header and the server's ``retry:``. What arrives is kept in
-``window.__e2e`` and read back at the end.
+unlike the demo page at ``/``, it opens no connections of its own that the scenario would count. The test opens
+its own ``EventSource`` in that page, starting after the last acknowledged id with ``?lastEventId=`` (the
+first-load form); after that, every reconnect is the browser's own, with its own ``Last-Event-ID`` header and
+the server's ``retry:``. What arrives is kept in ``window.__e2e`` and read back at the end.
 """
 
 from __future__ import annotations
