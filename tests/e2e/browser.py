@@ -1,11 +1,11 @@
 """One headless Chromium page subscribed with the browser's own ``EventSource``, through the Service.
 
-The page is the gateway's demo page at ``GET /`` of the Service, chosen for its origin rather than its UI: an
-``EventSource`` opened from it is same-origin (a ``data:`` page would be cross-origin, and the gateway sends no
-CORS headers), and it runs in a real page. The test opens its own ``EventSource`` in that page, starting after
-the last acknowledged id with ``?lastEventId=`` (the first-load form); after that, every reconnect is the
-browser's own, with its own ``Last-Event-ID`` header and the server's ``retry:``. What arrives is kept in
-``window.__e2e`` and read back at the end.
+The page is the gateway's ``GET /healthz`` through the Service, chosen for its origin: an ``EventSource`` opened
+from it is same-origin (a ``data:`` page would be cross-origin, and the gateway sends no CORS headers), and,
+unlike the demo page at ``/``, it opens no connections of its own that the scenario would count. The test opens
+its own ``EventSource`` in that page, starting after the last acknowledged id with ``?lastEventId=`` (the
+first-load form); after that, every reconnect is the browser's own, with its own ``Last-Event-ID`` header and
+the server's ``retry:``. What arrives is kept in ``window.__e2e`` and read back at the end.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ async def browser_client(service_url: str, channel: str, start: int, since: str 
     """A Chromium page subscribed to ``channel`` after ``since``; the browser is closed when the block ends."""
     async with chromium() as browser:
         page = await browser.new_page()
-        await page.goto(service_url + "/", timeout=10_000)
+        await page.goto(service_url + "/healthz", timeout=10_000)
         url = f"/v1/channels/{channel}/events" + (f"?lastEventId={since}" if since else "")
         await page.evaluate(_SUBSCRIBE, [url])
         yield BrowserClient(page, Received(channel, start))

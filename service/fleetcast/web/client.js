@@ -1,0 +1,875 @@
+/**
+ * fleetcast's browser SDK: subscribe to channels over one WebSocket or over Server-Sent Events, resume from the
+ * last event id on every reconnect, refresh tokens before they expire, publish over the WebSocket.
+ *
+ * One dependency-free ES module. The wire protocol it speaks is `docs/protocol.md` of the fleetcast repository.
+ *
+ * ```js
+ * import { Fleetcast } from "/v1/client.js";
+ * const fc = new Fleetcast("https://rt.example.com", { transport: "ws", token: () => fetchToken() });
+ * const sub = fc.subscribe("chat:room-42", { onEvent(e) {}, onGap(g) {}, since: savedId });
+ * await fc.publish("chat:room-42", { text: "hi" });
+ * sub.lastId; sub.unsubscribe(); fc.close(); fc.on("state", (s) => {});
+ * ```
+ */
+export const VERSION = "0.1.0";
+export class FleetcastError extends Error {
+    /** A close code (4001, 4003...) or an error code of the protocol ("forbidden", "invalid_channel"...). */
+    code;
+    status;
+    constructor(message, code, status) {
+        super(message);
+        this.name = "FleetcastError";
+        this.code = code;
+        this.status = status;
+    }
+}
+export const WS_PROTOCOL = "fleetcast.v1";
+export const BACKOFF_BASE_MS = 500;
+export const BACKOFF_CAP_MS = 10_000;
+const PUBLISH_TIMEOUT_MS = 10_000;
+const MAX_WAITING_PUBLISHES = 1000;
+const REFRESH_LEAD_MAX_MS = 60_000;
+/** Close codes after which reconnecting cannot help (docs/protocol.md, "Disconnects"); 4001 is handled apart. */
+const TERMINAL_CODES = new Set([1000, 1009, 4003, 4004, 4400]);
+/** HTTP answers of the SSE endpoint mapped onto the same close codes. */
+const SSE_STATUS_CODES = { 400: 4400, 401: 4001, 403: 4003, 404: 4004 };
+// ---------------------------------------------------------------------------------------------------------------
+// Pure helpers (exported for the unit tests).
+/** Full-jitter backoff: a uniform delay in [0, min(cap, base * 2^attempt)). */
+export function backoffDelay(attempt, random = Math.random) {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 30));
+    return Math.floor(random() * ceiling);
+}
+/** Order of two event ids (`<ms>-<seq>`): negative, zero or positive. */
+export function compareIds(a, b) {
+    const [aMs, aSeq] = splitId(a);
+    const [bMs, bSeq] = splitId(b);
+    return aMs !== bMs ? aMs - bMs : aSeq - bSeq;
+}
+function splitId(id) {
+    const dash = id.indexOf("-");
+    if (dash < 0)
+        return [Number(id), 0];
+    return [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
+}
+/**
+ * When to refresh a token that expires at `expiresAtSeconds` (the `authed` answer's `expires_at`): a quarter of
+ * its remaining life early, at most a minute early, never in the past.
+ */
+export function refreshDelay(expiresAtSeconds, nowMs) {
+    const remaining = expiresAtSeconds * 1000 - nowMs;
+    const lead = Math.min(REFRESH_LEAD_MAX_MS, remaining / 4);
+    return Math.max(0, Math.floor(remaining - lead));
+}
+/** `http(s)://host[/prefix]` -> `ws(s)://host[/prefix]/v1/ws`. */
+export function webSocketUrl(base) {
+    return base.replace(/^http/, "ws") + "/v1/ws";
+}
+/**
+ * An incremental `text/event-stream` parser (the HTML standard's rules): feed it text as it arrives, get whole
+ * messages back. Comments (`: ping`) are dropped; `id` sticks until changed, as in `EventSource`.
+ */
+export class SseParser {
+    buffer = "";
+    data = [];
+    event = "";
+    lastId = null;
+    sawData = false;
+    feed(chunk) {
+        const out = [];
+        this.buffer += chunk;
+        for (;;) {
+            const match = /\r\n|\r|\n/.exec(this.buffer);
+            if (match === null)
+                break;
+            // A lone "\r" at the end may be the first half of "\r\n": wait for the next chunk.
+            if (match[0] === "\r" && match.index === this.buffer.length - 1)
+                break;
+            const line = this.buffer.slice(0, match.index);
+            this.buffer = this.buffer.slice(match.index + match[0].length);
+            this.line(line, out);
+        }
+        return out;
+    }
+    line(line, out) {
+        if (line === "") {
+            if (this.sawData)
+                out.push({ kind: "event", id: this.lastId, event: this.event || "message", data: this.data.join("\n") });
+            this.data = [];
+            this.event = "";
+            this.sawData = false;
+            return;
+        }
+        if (line.startsWith(":"))
+            return;
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let value = colon < 0 ? "" : line.slice(colon + 1);
+        if (value.startsWith(" "))
+            value = value.slice(1);
+        if (field === "data") {
+            this.data.push(value);
+            this.sawData = true;
+        }
+        else if (field === "event") {
+            this.event = value;
+        }
+        else if (field === "id") {
+            if (!value.includes("\0"))
+                this.lastId = value;
+        }
+        else if (field === "retry") {
+            if (/^\d+$/.test(value))
+                out.push({ kind: "retry", ms: Number(value) });
+        }
+    }
+}
+// ---------------------------------------------------------------------------------------------------------------
+class Sub {
+    channel;
+    options;
+    lastId;
+    active = true;
+    owner;
+    constructor(owner, channel, options, lastId) {
+        this.owner = owner;
+        this.channel = channel;
+        this.options = options;
+        this.lastId = lastId;
+    }
+    unsubscribe() {
+        this.owner._unsubscribe(this);
+    }
+}
+export class Fleetcast {
+    url;
+    transport;
+    token;
+    storage;
+    storagePrefix;
+    clock;
+    makeWebSocket;
+    fetch;
+    subs = new Map();
+    listeners = new Set();
+    stateNow = "closed";
+    closed = false;
+    ws = null;
+    streams = new Map();
+    constructor(url, options = {}) {
+        const base = url || globalThis.location?.origin || "";
+        this.url = base.replace(/\/+$/, "");
+        this.transport = options.transport ?? "ws";
+        if (this.transport !== "ws" && this.transport !== "sse") {
+            throw new TypeError(`transport must be "ws" or "sse", not ${JSON.stringify(options.transport)}`);
+        }
+        this.token = options.token;
+        this.storage = options.storage;
+        this.storagePrefix = options.storagePrefix ?? "fleetcast:lastId:";
+        const env = options.env ?? {};
+        this.clock = {
+            now: () => Date.now(),
+            setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
+            clearTimeout: (handle) => globalThis.clearTimeout(handle),
+            random: Math.random,
+            ...env.clock,
+        };
+        this.makeWebSocket =
+            env.webSocket ?? ((wsUrl, protocol) => new globalThis.WebSocket(wsUrl, protocol));
+        this.fetch = env.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    }
+    /** The connection's state now ("closed" before the first subscribe). */
+    get state() {
+        return this.stateNow;
+    }
+    /** Listen to state changes; returns a function that stops listening. */
+    on(what, listener) {
+        if (what !== "state")
+            throw new TypeError(`unknown event ${JSON.stringify(what)}: only "state"`);
+        this.listeners.add(listener);
+        return () => this.listeners.delete(listener);
+    }
+    subscribe(channel, options = {}) {
+        if (this.closed)
+            throw new FleetcastError("this Fleetcast is closed", "closed");
+        if (this.subs.has(channel))
+            throw new FleetcastError(`already subscribed to ${channel}`, "duplicate");
+        const since = options.since !== undefined && options.since !== null ? options.since : this.loadLastId(channel);
+        const sub = new Sub(this, channel, options, since);
+        this.subs.set(channel, sub);
+        if (this.transport === "ws") {
+            if (this.ws === null)
+                this.ws = new WsConnection(this);
+            this.ws.subscribe(sub);
+        }
+        else {
+            const stream = new SseStream(this, sub);
+            this.streams.set(channel, stream);
+            stream.start();
+        }
+        return sub;
+    }
+    /** Publish over the WebSocket (transport "ws"), or over HTTP (transport "sse"). Resolves with the event id. */
+    publish(channel, data, options = {}) {
+        if (this.closed)
+            return Promise.reject(new FleetcastError("this Fleetcast is closed", "closed"));
+        if (this.transport === "ws") {
+            if (this.ws === null)
+                this.ws = new WsConnection(this);
+            return this.ws.publish(channel, data, options.type);
+        }
+        return this.publishOverHttp(channel, data, options.type);
+    }
+    /** Stop everything: the WebSocket or every event stream, and every timer. */
+    close() {
+        if (this.closed)
+            return;
+        this.closed = true;
+        this.ws?.stop(new FleetcastError("closed by the page", 1000));
+        this.ws = null;
+        for (const stream of this.streams.values())
+            stream.stop();
+        this.streams.clear();
+        for (const sub of this.subs.values())
+            sub.active = false;
+        this.subs.clear();
+        this.setState({ state: "closed", reason: "closed by the page", code: 1000 });
+    }
+    // --- internals shared by the two transports -----------------------------------------------------------------
+    /** @internal */
+    _unsubscribe(sub) {
+        if (!sub.active)
+            return;
+        sub.active = false;
+        if (this.subs.get(sub.channel) === sub)
+            this.subs.delete(sub.channel);
+        if (this.transport === "ws") {
+            this.ws?.unsubscribe(sub);
+        }
+        else {
+            this.streams.get(sub.channel)?.stop();
+            this.streams.delete(sub.channel);
+            this.sseStateChanged();
+        }
+    }
+    /** @internal */
+    _subs() {
+        return this.subs.values();
+    }
+    /** @internal */
+    _sub(channel) {
+        return this.subs.get(channel);
+    }
+    /** @internal */
+    _env() {
+        return { clock: this.clock, makeWebSocket: this.makeWebSocket, fetch: this.fetch };
+    }
+    /** @internal: a token from the page, or null without one. */
+    async _token() {
+        if (this.token === undefined)
+            return null;
+        return typeof this.token === "function" ? await this.token() : this.token;
+    }
+    /** @internal */
+    _fixedToken() {
+        return typeof this.token === "string" ? this.token : null;
+    }
+    /** @internal */
+    _refreshable() {
+        return typeof this.token === "function";
+    }
+    /** @internal: deliver an event once: ids at or before the last one delivered are dropped. */
+    _deliver(sub, event) {
+        if (!sub.active)
+            return;
+        if (sub.lastId !== null && compareIds(event.id, sub.lastId) <= 0)
+            return;
+        sub.lastId = event.id;
+        if (this.storage !== undefined) {
+            try {
+                this.storage.setItem(this.storagePrefix + sub.channel, event.id);
+            }
+            catch {
+                // A full or forbidden storage only costs the resume after a reload.
+            }
+        }
+        sub.options.onEvent?.(event);
+    }
+    /** @internal */
+    _gap(sub, gap) {
+        if (sub.active)
+            sub.options.onGap?.(gap);
+    }
+    /** @internal: the subscription ended for good. */
+    _fail(sub, error) {
+        if (!sub.active)
+            return;
+        sub.active = false;
+        if (this.subs.get(sub.channel) === sub)
+            this.subs.delete(sub.channel);
+        this.streams.delete(sub.channel);
+        sub.options.onError?.(error);
+    }
+    /** @internal */
+    setState(change) {
+        const same = change.state === this.stateNow && change.state === "open";
+        this.stateNow = change.state;
+        if (same)
+            return;
+        for (const listener of [...this.listeners]) {
+            try {
+                listener(change);
+            }
+            catch (error) {
+                globalThis.setTimeout(() => {
+                    throw error;
+                }, 0);
+            }
+        }
+    }
+    /** @internal: with SSE the client's state is the worst of its streams' states. */
+    sseStateChanged(detail = {}) {
+        const states = [...this.streams.values()].map((stream) => stream.state);
+        let state = "closed";
+        if (states.includes("reconnecting"))
+            state = "reconnecting";
+        else if (states.includes("connecting"))
+            state = "connecting";
+        else if (states.includes("open"))
+            state = "open";
+        if (state !== this.stateNow || state !== "open")
+            this.setState({ ...detail, state });
+    }
+    loadLastId(channel) {
+        if (this.storage === undefined)
+            return null;
+        try {
+            return this.storage.getItem(this.storagePrefix + channel);
+        }
+        catch {
+            return null;
+        }
+    }
+    async publishOverHttp(channel, data, type) {
+        const headers = { "Content-Type": "application/json" };
+        const token = await this._token();
+        if (token !== null)
+            headers.Authorization = `Bearer ${token}`;
+        const body = JSON.stringify(type === undefined ? { data } : { data, type });
+        const response = await this.fetch(`${this.url}/v1/channels/${encodeURIComponent(channel)}/events`, {
+            method: "POST",
+            headers,
+            body,
+            credentials: "include",
+        });
+        const answer = (await response.json().catch(() => null));
+        if (!response.ok || typeof answer?.id !== "string") {
+            const message = answer?.error?.message ?? `publish failed with HTTP ${response.status}`;
+            throw new FleetcastError(message, answer?.error?.code ?? response.status, response.status);
+        }
+        return { id: answer.id };
+    }
+}
+// ---------------------------------------------------------------------------------------------------------------
+/** One WebSocket for every channel of a Fleetcast: auth first, then subscribe with `since`, reconnect, refresh. */
+class WsConnection {
+    owner;
+    clock;
+    socket = null;
+    generation = 0;
+    ready = false;
+    attempt = 0;
+    afterMs = null;
+    serverReason = null;
+    refusedOnce = false;
+    stopped = false;
+    endReason = "closed by the page";
+    nextRef = 1;
+    pending = new Map();
+    waiting = new Map();
+    reconnectTimer = null;
+    refreshTimer = null;
+    constructor(owner) {
+        this.owner = owner;
+        this.clock = owner._env().clock;
+        this.connect(false);
+    }
+    subscribe(sub) {
+        if (this.ready)
+            this.sendSubscribe(sub);
+    }
+    unsubscribe(sub) {
+        if (this.ready)
+            this.send({ op: "unsubscribe", channel: sub.channel, ref: this.ref({ kind: "subscribe", sub }) });
+    }
+    publish(channel, data, type) {
+        if (this.stopped) {
+            return Promise.reject(new FleetcastError(`the connection ended: ${this.endReason}`, "closed"));
+        }
+        if (this.waiting.size >= MAX_WAITING_PUBLISHES) {
+            return Promise.reject(new FleetcastError("too many publishes wait for the connection", "backlog"));
+        }
+        return new Promise((resolve, reject) => {
+            const entry = { kind: "publish", resolve, reject, timer: null, sent: false };
+            const ref = this.ref(entry);
+            entry.timer = this.clock.setTimeout(() => {
+                this.pending.delete(ref);
+                this.waiting.delete(ref);
+                reject(new FleetcastError("no answer to the publish in time", "timeout"));
+            }, PUBLISH_TIMEOUT_MS);
+            const message = type === undefined ? { op: "publish", channel, data, ref } : { op: "publish", channel, data, type, ref };
+            const send = () => {
+                entry.sent = true;
+                this.send(message);
+            };
+            if (this.ready)
+                send();
+            else
+                this.waiting.set(ref, send);
+        });
+    }
+    stop(error) {
+        this.stopped = true;
+        this.clearTimers();
+        const socket = this.socket;
+        this.socket = null;
+        this.ready = false;
+        this.generation++;
+        if (socket !== null) {
+            try {
+                socket.close(1000, "closed by the page");
+            }
+            catch {
+                // already closing
+            }
+        }
+        this.rejectPublishes(error, true);
+    }
+    connect(again) {
+        if (this.stopped)
+            return;
+        const generation = ++this.generation;
+        this.ready = false;
+        this.owner.setState({ state: again ? "reconnecting" : "connecting" });
+        let socket;
+        try {
+            socket = this.owner._env().makeWebSocket(webSocketUrl(this.owner.url), WS_PROTOCOL);
+        }
+        catch (error) {
+            this.terminate(4400, `cannot open a WebSocket: ${String(error)}`);
+            return;
+        }
+        this.socket = socket;
+        socket.onopen = () => {
+            if (generation === this.generation)
+                void this.opened(generation);
+        };
+        socket.onmessage = (message) => {
+            if (generation === this.generation)
+                this.received(message.data);
+        };
+        socket.onclose = (event) => {
+            if (generation === this.generation)
+                this.closedBy(event.code, event.reason);
+        };
+        socket.onerror = () => undefined; // a close event follows with the code
+    }
+    async opened(generation) {
+        let token;
+        try {
+            // Without a token function nothing needs to wait: the subscribes go out in the same turn as the open.
+            token = this.owner._refreshable() ? await this.owner._token() : this.owner._fixedToken();
+        }
+        catch (error) {
+            if (generation !== this.generation)
+                return;
+            this.socket?.close(4000, "no token");
+            this.closedBy(1011, `the token function failed: ${String(error)}`);
+            return;
+        }
+        if (generation !== this.generation)
+            return;
+        if (token === null)
+            this.becomeReady();
+        else
+            this.send({ op: "auth", token, ref: this.ref({ kind: "auth" }) });
+    }
+    becomeReady() {
+        this.ready = true;
+        this.attempt = 0;
+        this.owner.setState({ state: "open" });
+        for (const sub of this.owner._subs())
+            this.sendSubscribe(sub);
+        const waiting = [...this.waiting.values()];
+        this.waiting.clear();
+        for (const send of waiting)
+            send();
+    }
+    sendSubscribe(sub) {
+        const message = { op: "subscribe", channel: sub.channel, ref: this.ref({ kind: "subscribe", sub }) };
+        if (sub.lastId !== null)
+            message.since = sub.lastId;
+        this.send(message);
+    }
+    received(raw) {
+        let message;
+        try {
+            message = JSON.parse(String(raw));
+        }
+        catch {
+            return;
+        }
+        const ref = typeof message.ref === "number" ? message.ref : null;
+        switch (message.op) {
+            case "event": {
+                const sub = this.owner._sub(String(message.channel));
+                if (sub !== undefined) {
+                    this.owner._deliver(sub, {
+                        channel: sub.channel,
+                        id: String(message.id),
+                        type: String(message.type ?? "message"),
+                        data: message.data,
+                    });
+                }
+                break;
+            }
+            case "gap": {
+                const sub = this.owner._sub(String(message.channel));
+                if (sub !== undefined) {
+                    this.owner._gap(sub, {
+                        channel: sub.channel,
+                        requested: String(message.requested),
+                        earliest: message.earliest === null ? null : String(message.earliest),
+                    });
+                }
+                break;
+            }
+            case "authed": {
+                if (ref !== null)
+                    this.pending.delete(ref);
+                this.refusedOnce = false;
+                this.scheduleRefresh(typeof message.expires_at === "number" ? message.expires_at : null);
+                if (!this.ready)
+                    this.becomeReady();
+                break;
+            }
+            case "subscribed":
+            case "pong":
+                if (ref !== null)
+                    this.pending.delete(ref);
+                break;
+            case "unsubscribed": {
+                if (ref !== null) {
+                    this.pending.delete(ref);
+                }
+                else {
+                    // The server ended it (a refreshed token no longer grants the channel).
+                    const sub = this.owner._sub(String(message.channel));
+                    const reason = typeof message.reason === "string" ? message.reason : "unsubscribed by the server";
+                    if (sub !== undefined)
+                        this.owner._fail(sub, new FleetcastError(reason, "unsubscribed"));
+                }
+                break;
+            }
+            case "published": {
+                const entry = ref === null ? undefined : this.pending.get(ref);
+                if (entry?.kind === "publish") {
+                    this.pending.delete(ref);
+                    this.clock.clearTimeout(entry.timer);
+                    entry.resolve({ id: String(message.id) });
+                }
+                break;
+            }
+            case "error": {
+                const entry = ref === null ? undefined : this.pending.get(ref);
+                const error = new FleetcastError(String(message.message ?? message.code), String(message.code));
+                if (entry === undefined)
+                    break;
+                this.pending.delete(ref);
+                if (entry.kind === "publish") {
+                    this.clock.clearTimeout(entry.timer);
+                    entry.reject(error);
+                }
+                else if (entry.kind === "subscribe" && entry.sub.active && message.code !== "rate_limited") {
+                    this.owner._fail(entry.sub, error);
+                }
+                break;
+            }
+            case "reconnect":
+                this.afterMs = typeof message.after_ms === "number" ? message.after_ms : null;
+                this.serverReason = typeof message.reason === "string" ? message.reason : null;
+                break;
+            default:
+                break;
+        }
+    }
+    closedBy(code, reason) {
+        if (this.stopped)
+            return;
+        this.socket = null;
+        this.ready = false;
+        this.generation++;
+        this.clearTimers();
+        this.rejectPublishes(new FleetcastError(`connection closed (${code}) before the publish was answered`, code), false);
+        const why = this.serverReason ?? reason;
+        this.serverReason = null;
+        if (code === 4001) {
+            // Unauthorized or expired: one more try with a fresh token from the page's function, then stop.
+            if (!this.owner._refreshable() || this.refusedOnce) {
+                this.terminate(code, why || "unauthorized");
+                return;
+            }
+            this.refusedOnce = true;
+        }
+        else if (TERMINAL_CODES.has(code)) {
+            this.terminate(code, why);
+            return;
+        }
+        const delay = this.afterMs ?? backoffDelay(this.attempt++, this.clock.random);
+        this.afterMs = null;
+        this.owner.setState({ state: "reconnecting", code, reason: why, retryInMs: delay });
+        this.reconnectTimer = this.clock.setTimeout(() => {
+            this.reconnectTimer = null;
+            this.connect(true);
+        }, delay);
+    }
+    terminate(code, reason) {
+        this.stopped = true;
+        this.endReason = `${reason || "closed"} (${code})`;
+        this.clearTimers();
+        const error = new FleetcastError(reason || `closed with ${code}`, code);
+        this.rejectPublishes(error, true);
+        this.owner.setState({ state: "closed", code, reason });
+    }
+    scheduleRefresh(expiresAt) {
+        if (this.refreshTimer !== null)
+            this.clock.clearTimeout(this.refreshTimer);
+        this.refreshTimer = null;
+        if (expiresAt === null || !this.owner._refreshable())
+            return;
+        const generation = this.generation;
+        this.refreshTimer = this.clock.setTimeout(() => {
+            this.refreshTimer = null;
+            void this.refresh(generation, 0);
+        }, refreshDelay(expiresAt, this.clock.now()));
+    }
+    async refresh(generation, failures) {
+        let token;
+        try {
+            token = await this.owner._token();
+        }
+        catch {
+            token = null;
+        }
+        if (generation !== this.generation || this.stopped)
+            return;
+        if (token === null) {
+            // Try again shortly; if the token expires first, the server closes 4001 and the reconnect asks again.
+            this.refreshTimer = this.clock.setTimeout(() => {
+                this.refreshTimer = null;
+                void this.refresh(generation, failures + 1);
+            }, backoffDelay(failures, this.clock.random) + 100);
+            return;
+        }
+        this.send({ op: "auth", token, ref: this.ref({ kind: "auth" }) });
+    }
+    ref(entry) {
+        const ref = this.nextRef++;
+        if (entry.kind !== "publish") {
+            // Answers to subscribe/auth matter only to report errors: keep a bounded number.
+            if (this.pending.size > 10_000)
+                this.pending.clear();
+        }
+        this.pending.set(ref, entry);
+        return ref;
+    }
+    send(message) {
+        try {
+            this.socket?.send(JSON.stringify(message));
+        }
+        catch {
+            // the close event follows
+        }
+    }
+    rejectPublishes(error, all) {
+        for (const [ref, entry] of [...this.pending]) {
+            if (entry.kind !== "publish") {
+                this.pending.delete(ref);
+                continue;
+            }
+            if (!all && !entry.sent)
+                continue; // still waiting for a connection: it goes out on the next one
+            this.pending.delete(ref);
+            this.waiting.delete(ref);
+            this.clock.clearTimeout(entry.timer);
+            entry.reject(error);
+        }
+    }
+    clearTimers() {
+        if (this.reconnectTimer !== null)
+            this.clock.clearTimeout(this.reconnectTimer);
+        if (this.refreshTimer !== null)
+            this.clock.clearTimeout(this.refreshTimer);
+        this.reconnectTimer = null;
+        this.refreshTimer = null;
+    }
+}
+// ---------------------------------------------------------------------------------------------------------------
+/**
+ * One channel's event stream, read with `fetch` rather than `EventSource`: it sees every event type (an
+ * `EventSource` dispatches only the types a page listened for in advance), sends the token in a header rather
+ * than the URL, and decides each reconnect itself, with `?lastEventId=` and a fresh token every time.
+ */
+class SseStream {
+    state = "connecting";
+    owner;
+    sub;
+    clock;
+    abort = null;
+    timer = null;
+    attempt = 0;
+    retryMs = null;
+    refusedOnce = false;
+    stopped = false;
+    constructor(owner, sub) {
+        this.owner = owner;
+        this.sub = sub;
+        this.clock = owner._env().clock;
+    }
+    start() {
+        void this.run(false);
+    }
+    stop() {
+        this.stopped = true;
+        this.state = "closed";
+        if (this.timer !== null)
+            this.clock.clearTimeout(this.timer);
+        this.timer = null;
+        this.abort?.abort();
+        this.abort = null;
+    }
+    setState(state, detail = {}) {
+        this.state = state;
+        this.owner.sseStateChanged({ ...detail, channel: this.sub.channel });
+    }
+    async run(again) {
+        if (this.stopped)
+            return;
+        this.setState(again ? "reconnecting" : "connecting");
+        let afterMs = null;
+        let reason = "";
+        let code = 1006;
+        let opened = false;
+        const abort = new AbortController();
+        this.abort = abort;
+        try {
+            const token = await this.owner._token();
+            const since = this.sub.lastId === null ? "" : `?lastEventId=${encodeURIComponent(this.sub.lastId)}`;
+            const url = `${this.owner.url}/v1/channels/${encodeURIComponent(this.sub.channel)}/events${since}`;
+            // The token travels in a header, never in the URL (which proxies in front of the gateway may log).
+            const headers = { Accept: "text/event-stream" };
+            if (token !== null)
+                headers.Authorization = `Bearer ${token}`;
+            const response = await this.owner._env().fetch(url, {
+                headers,
+                credentials: "include",
+                cache: "no-store",
+                signal: abort.signal,
+            });
+            if (response.status !== 200 || response.body === null) {
+                const answer = (await response.json().catch(() => null));
+                reason = answer?.error?.message ?? `HTTP ${response.status}`;
+                code = SSE_STATUS_CODES[response.status] ?? 1013;
+                const retryAfter = Number(response.headers.get("Retry-After"));
+                if (retryAfter > 0)
+                    afterMs = retryAfter * 1000;
+            }
+            else {
+                opened = true;
+                this.attempt = 0;
+                this.setState("open");
+                const parser = new SseParser();
+                const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+                for (;;) {
+                    const { value, done } = await reader.read();
+                    if (done || this.stopped)
+                        break;
+                    for (const message of parser.feed(value)) {
+                        const instruction = this.handle(message);
+                        if (instruction !== null) {
+                            afterMs = instruction.afterMs;
+                            reason = instruction.reason;
+                            code = 1012;
+                        }
+                    }
+                }
+                if (!reason)
+                    reason = "the stream ended";
+            }
+        }
+        catch (error) {
+            if (this.stopped)
+                return;
+            reason = error instanceof Error ? error.message : String(error);
+        }
+        if (this.stopped)
+            return;
+        this.abort = null;
+        if (code === 4001) {
+            if (!this.owner._refreshable() || this.refusedOnce)
+                return this.terminate(code, reason);
+            this.refusedOnce = true;
+        }
+        else if (TERMINAL_CODES.has(code)) {
+            return this.terminate(code, reason);
+        }
+        else if (opened) {
+            this.refusedOnce = false;
+        }
+        const delay = afterMs ?? (opened && this.retryMs !== null ? this.retryMs : backoffDelay(this.attempt++, this.clock.random));
+        this.setState("reconnecting", { code, reason, retryInMs: delay });
+        this.timer = this.clock.setTimeout(() => {
+            this.timer = null;
+            void this.run(true);
+        }, delay);
+    }
+    /** One parsed message; a `fleetcast.reconnect` instruction comes back to the caller. */
+    handle(message) {
+        if (message.kind === "retry") {
+            this.retryMs = message.ms;
+            return null;
+        }
+        if (message.event === "fleetcast.reconnect") {
+            const body = parseJson(message.data);
+            return { afterMs: typeof body?.after_ms === "number" ? body.after_ms : null, reason: body?.reason ?? "reconnect" };
+        }
+        if (message.event === "fleetcast.gap") {
+            const body = parseJson(message.data);
+            this.owner._gap(this.sub, {
+                channel: this.sub.channel,
+                requested: String(body?.requested ?? ""),
+                earliest: body?.earliest ?? null,
+            });
+            return null;
+        }
+        if (message.id === null)
+            return null;
+        this.owner._deliver(this.sub, { channel: this.sub.channel, id: message.id, type: message.event, data: parseJson(message.data) });
+        return null;
+    }
+    terminate(code, reason) {
+        this.stopped = true;
+        this.state = "closed";
+        this.owner._fail(this.sub, new FleetcastError(reason || `closed with ${code}`, code));
+        this.owner.sseStateChanged({ code, reason, channel: this.sub.channel });
+    }
+}
+function parseJson(text) {
+    try {
+        return JSON.parse(text);
+    }
+    catch {
+        return text;
+    }
+}
