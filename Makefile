@@ -18,8 +18,10 @@ run: $(STAMP)
 	$(BIN)/fleetcast serve
 
 ## The whole suite: unit, contract, integration (real redis-server and uvicorn processes), operator, chart, browser.
+## Two workers, whole files each (a file's pods and fixtures stay together): most tests wait on processes and
+## sockets, so two run side by side on two cores in well under the serial time.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 ## Unit tests only: pure code, no processes, a few seconds.
 test-fast: $(STAMP)
