@@ -57,3 +57,40 @@ async def test_uvicorn_still_has_what_the_fast_path_uses() -> None:
         transport.close()
         theirs.close()
         await asyncio.sleep(0.05)
+
+
+def test_uvicorn_httptools_still_has_what_the_bounded_head_uses() -> None:
+    """``transports/uvicorn_http.py`` overrides uvicorn's httptools callbacks and reads ``transport``, ``loop``,
+    ``headers`` and ``url`` (set where uvicorn sets them): each overridden method must still exist upstream (an override of a method uvicorn no
+    longer calls would silently bound nothing), and the attributes must be set on a connected protocol."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from fleetcast.transports import uvicorn_http
+
+    source = uvicorn_http.__file__
+    with open(source) as f:
+        text = f.read()
+    overridden = [
+        name
+        for name in (
+            "connection_made",
+            "connection_lost",
+            "data_received",
+            "on_message_begin",
+            "on_headers_complete",
+            "on_body",
+            "on_message_complete",
+            "handle_websocket_upgrade",
+        )
+        if f"def {name}(" in text
+    ]
+    assert len(overridden) == 8, overridden
+    missing = [name for name in overridden if not callable(getattr(HttpToolsProtocol, name, None))]
+    assert not missing, f"uvicorn {uvicorn.__version__}'s HttpToolsProtocol lacks {missing}: fix uvicorn_http.py"
+    init = (
+        HttpToolsProtocol.__init__.__code__.co_names
+        + HttpToolsProtocol.connection_made.__code__.co_names
+        + HttpToolsProtocol.on_message_begin.__code__.co_names
+    )
+    absent = [name for name in ("transport", "loop", "headers", "url") if name not in init]
+    assert not absent, f"uvicorn {uvicorn.__version__} no longer sets {absent} on its httptools protocol"
