@@ -61,8 +61,8 @@ async def test_uvicorn_still_has_what_the_fast_path_uses() -> None:
 
 def test_uvicorn_httptools_still_has_what_the_bounded_head_uses() -> None:
     """``transports/uvicorn_http.py`` overrides uvicorn's httptools callbacks and reads ``transport``, ``loop``,
-    ``headers`` and ``url`` (set where uvicorn sets them): each overridden method must still exist upstream (an override of a method uvicorn no
-    longer calls would silently bound nothing), and the attributes must be set on a connected protocol."""
+    ``headers`` and ``url`` (set where uvicorn sets them): each overridden method must still exist upstream (an
+    override of a method uvicorn no longer calls would silently bound nothing), and each attribute still be set."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from fleetcast.transports import uvicorn_http
