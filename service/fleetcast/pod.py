@@ -24,6 +24,7 @@ from fleetcast.contract.heartbeat import INTERVAL_SECONDS, Heartbeat
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects
+from fleetcast.core.backoff import server_delay_ms
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.drain.controller import DrainController
 from fleetcast.errors import FleetcastError
@@ -34,7 +35,7 @@ from fleetcast.session.access import Access
 from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
 from fleetcast.session.publisher import Publisher
-from fleetcast.session.session import Limits, Session, jittered_backoff_ms
+from fleetcast.session.session import Limits, Session
 from fleetcast.session.wire import Codec, Wire
 from fleetcast.settings import Settings
 
@@ -120,7 +121,7 @@ class Pod:
 
     def refusal_delay_ms(self, refusal: Disconnect) -> int:
         """When a client turned away should come back: the drain's jittered delay, or a jittered backoff."""
-        return self.drain.after_ms() if refusal.advice == "reconnect" else jittered_backoff_ms()
+        return self.drain.after_ms() if refusal.advice == "reconnect" else server_delay_ms()
 
     def open_session(self, wire: Wire, codec: Codec, principal: Principal = ANONYMOUS) -> Session:
         """A new session on this pod, counted and known to the drain until :meth:`close_session`."""

@@ -227,7 +227,7 @@ async def test_slow_consumer_close_resumes_on_the_other_pod_after_the_servers_af
             events = await take(client, 150, timeout=20)
         assert [e.id for e in events] == publisher.ids
         assert client.url == b.ws_url
-        # The server's after_ms (jittered_backoff_ms: 250 to 500 ms), slept as given, with no backoff added.
+        # The server's after_ms (core.backoff.server_delay_ms: 250 to 500 ms), slept as given, with no backoff added.
         assert len(sleeps.delays) == 1
         assert 0.25 <= sleeps.delays[0] <= 0.5
         assert (client.stats.reconnects, client.stats.gaps, client.stats.duplicates) == (1, 0, 0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from redis.asyncio.connection import BlockingConnectionPool, Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from fleetcast.core.backoff import server_delay_ms
 from fleetcast.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -147,9 +147,8 @@ class Backoff:
         self._attempt = 0
 
     def next(self) -> float:
-        ceiling = min(self._cap, self._base * 2**self._attempt)
+        delay = server_delay_ms(self._attempt, base_ms=self._base * 1000, cap_ms=self._cap * 1000) / 1000
         self._attempt = min(self._attempt + 1, 30)
-        delay: float = ceiling / 2 + random.uniform(0, ceiling / 2)
         return delay
 
     def reset(self) -> None:

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fleetcast.core import disconnects
-
-BASE_MS = 500
-CAP_MS = 10_000
+from fleetcast.core.backoff import BASE_MS, CAP_MS, jittered_ms
 
 Next = Literal["stop", "backoff"]
 
@@ -31,10 +29,7 @@ def full_jitter_ms(
     attempt: int, *, base_ms: int = BASE_MS, cap_ms: int = CAP_MS, rng: random.Random | None = None
 ) -> int:
     """A uniform pick in ``[0, min(cap_ms, base_ms * 2**attempt)]`` (``attempt`` counts from 0)."""
-    if attempt < 0:
-        raise ValueError(f"attempt must be >= 0, not {attempt}")
-    window = cap_ms if attempt >= 32 else min(cap_ms, base_ms * 2**attempt)
-    return (rng or random).randint(0, max(0, window))
+    return jittered_ms(attempt, base_ms=base_ms, cap_ms=cap_ms, rng=rng)
 
 
 @dataclass

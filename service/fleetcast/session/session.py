@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.broker.base import Broker, Event
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects, ids
+from fleetcast.core.backoff import server_delay_ms
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
 from fleetcast.errors import BadRequest, ChannelFull, FleetcastError, Forbidden, InvalidEventId, RateLimited
@@ -410,7 +410,7 @@ class Session:
 
     def close(self, disconnect: Disconnect, after_ms: int | None = None) -> None:
         if after_ms is None:
-            after_ms = jittered_backoff_ms() if disconnect.reconnect else 0
+            after_ms = server_delay_ms() if disconnect.reconnect else 0
         self.wire.close(disconnect, after_ms)
         self.release()
 
@@ -421,9 +421,3 @@ class Session:
             self._expiry = None
         for subscription in list(self.subscriptions.values()):
             self._drop(subscription)
-
-
-def jittered_backoff_ms(base_ms: int = 500, cap_ms: int = 10_000, attempt: int = 0) -> int:
-    """A server-chosen reconnect delay: uniform in ``[base / 2, min(cap, base * 2**attempt)]``, so clients sent
-    away together come back spread out, and none comes back at once."""
-    return random.randint(base_ms // 2, max(base_ms, min(cap_ms, base_ms * 2**attempt)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Callable
 from typing import Literal
 
@@ -28,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from fleetcast.auth.principal import Principal
 from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.core import disconnects, sse
+from fleetcast.core.backoff import server_delay_ms
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
 from fleetcast.errors import BrokerUnavailable, Unavailable
@@ -175,7 +175,7 @@ class SseStream(Response):
         pod = self.pod
         wire = SseWire(send)
         retry_ms = pod.settings.limits.sse_retry_ms
-        wire.write(sse.retry(retry_ms + random.randint(0, retry_ms)))
+        wire.write(sse.retry(server_delay_ms(1, base_ms=retry_ms, cap_ms=2 * retry_ms)))  # [retry, 2 retry]
         refusal = pod.admission()
         if refusal is not None:
             # Never a 5xx for a transient refusal: EventSource would give up for good. 200, then come back.
