@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from fleetcast.contract import keys
-from fleetcast.contract.commands import DrainCommand
+from fleetcast.contract.commands import DRAIN, SHED, DrainCommand, ShedCommand
 from fleetcast.contract.heartbeat import Heartbeat
 
 
@@ -41,7 +41,12 @@ async def report(client: Any, *heartbeats: Heartbeat, gateway: str = "edge", rep
 
 async def drain_commands(client: Any, gateway: str = "edge") -> list[DrainCommand]:
     entries = await client.xrange(keys.control(gateway))
-    return [DrainCommand.from_fields(fields) for _, fields in entries]
+    return [DrainCommand.from_fields(fields) for _, fields in entries if fields.get("cmd") == DRAIN]
+
+
+async def shed_commands(client: Any, gateway: str = "edge") -> list[ShedCommand]:
+    entries = await client.xrange(keys.control(gateway))
+    return [ShedCommand.from_fields(fields) for _, fields in entries if fields.get("cmd") == SHED]
 
 
 def connect(url: str) -> Any:

@@ -6,6 +6,10 @@ through a scale-down simply picks it up from ``status.scaleDown`` (see :mod:`fle
 While a scale-down is in progress nothing else is decided: its pods are draining irrevocably, so it always
 completes first, and a scale-up, if needed, follows on the next step.
 
+After the scale decision comes the rebalancer (:mod:`fleetcast_operator.rebalance`): it follows a round in
+progress, or, once the fleet has settled (every replica ready, nothing draining, the cool-down over), asks the
+pods above their share of clients to shed some, so new pods take load off the hot ones.
+
 The recommendations for the stabilization windows are kept in memory only. After a restart the history
 starts again from the current replica count, which delays a scale-down by one window rather than risking one.
 """
@@ -25,6 +29,7 @@ from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
 from fleetcast_operator.gateway import scale
 from fleetcast_operator.gateway.resources import child_name
 from fleetcast_operator.gateway.spec import parse_gateway_spec
+from fleetcast_operator.rebalance.step import rebalance_step
 from fleetcast_operator.runtime import Runtime
 
 
@@ -102,6 +107,18 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
             # No pod reports: none has clients to lose, so the replicas drop at once (min/max clamps, disabled).
             await scale.scale_to(rt.kube, namespace, name, decision.replicas)
             replicas, scaled = decision.replicas, True
+
+    await rebalance_step(
+        rt.kube,
+        fleet,
+        body,
+        spec.rebalance,
+        status.get("rebalance"),
+        view.fresh,
+        replicas=replicas,
+        scale_down=bool(raw_plan) or decision.replicas < current,
+        now=rt.wall_clock(),
+    )
 
     await _report(rt, namespace, name, memory, status, view, replicas, decision.recommendation, scaled, reason, message)
 
