@@ -117,6 +117,8 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
         view.fresh,
         replicas=replicas,
         scale_down=bool(raw_plan) or decision.replicas < current,
+        # A scale-down waiting out its stabilization window: clients moved now would move again when it drains.
+        scale_down_pending=spec.scaling.enabled and spec.scaling.clamp(decision.recommendation) < current,
         now=rt.wall_clock(),
     )
 

@@ -9,6 +9,8 @@ The rules, in the order they are checked (the first that holds is the decision's
 * ``Disabled``: ``spec.rebalance.enabled`` is false;
 * ``ScaleDownInProgress``, ``PodDraining``: never while pods drain (their clients are moving already, and the
   mean of the ready pods is about to change);
+* ``ScaleDownPending``: nor while the autoscaler recommends fewer pods and waits out its stabilization window
+  (clients moved now would move again when the scale-down drains their pod);
 * ``NotSettled``: every replica must report fresh and ready (new pods still starting would be counted empty);
 * ``PodShedding``, ``RoundInProgress``: one round at a time;
 * ``CoolingDown``: not within ``cooldownSeconds`` of the end of the previous round, so heartbeats show where
@@ -81,6 +83,7 @@ def plan(
     *,
     replicas: int,
     scale_down: bool,
+    scale_down_pending: bool = False,
     round_in_progress: bool,
     last_finished: float | None,
     now: float,
@@ -90,6 +93,8 @@ def plan(
         return Decision("Disabled", "spec.rebalance.enabled is false")
     if scale_down:
         return Decision("ScaleDownInProgress", "a scale-down is draining pods")
+    if scale_down_pending:
+        return Decision("ScaleDownPending", "the autoscaler recommends fewer pods: no client moves twice")
     draining = sorted(hb.pod for hb in fresh if hb.draining)
     if draining:
         return Decision("PodDraining", f"{', '.join(draining)} draining")

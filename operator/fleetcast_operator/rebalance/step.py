@@ -32,12 +32,15 @@ async def rebalance_step(
     *,
     replicas: int,
     scale_down: bool,
+    scale_down_pending: bool = False,
     now: float,
 ) -> Outcome:
     metadata = gateway.get("metadata") or {}
     namespace, name = str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
     with tracing.span("rebalance Gateway", {"k8s.namespace.name": namespace, "fleetcast.gateway": name}) as span:
-        outcome = await _step(kube, fleet, gateway, namespace, name, spec, record, fresh, replicas, scale_down, now)
+        outcome = await _step(
+            kube, fleet, gateway, namespace, name, spec, record, fresh, replicas, scale_down, scale_down_pending, now
+        )
         span.set_attributes(
             {"fleetcast.rebalance.reason": outcome.reason, "fleetcast.rebalance.message": outcome.message}
         )
@@ -55,6 +58,7 @@ async def _step(
     fresh: Sequence[Heartbeat],
     replicas: int,
     scale_down: bool,
+    scale_down_pending: bool,
     now: float,
 ) -> Outcome:
     previous: executor.Round | None = None
@@ -85,6 +89,7 @@ async def _step(
         fresh,
         replicas=replicas,
         scale_down=scale_down,
+        scale_down_pending=scale_down_pending,
         round_in_progress=False,
         last_finished=previous.finished_at if previous is not None else None,
         now=now,

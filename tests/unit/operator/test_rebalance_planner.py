@@ -25,6 +25,7 @@ def decide(
     spec: RebalanceSpec = SPEC,
     replicas: int | None = None,
     scale_down: bool = False,
+    scale_down_pending: bool = False,
     round_in_progress: bool = False,
     last_finished: float | None = None,
     now: float = NOW,
@@ -34,6 +35,7 @@ def decide(
         beats,
         replicas=len(beats) if replicas is None else replicas,
         scale_down=scale_down,
+        scale_down_pending=scale_down_pending,
         round_in_progress=round_in_progress,
         last_finished=last_finished,
         now=now,
@@ -97,6 +99,7 @@ def test_a_few_clients_are_not_chased_around() -> None:
     [
         ({"spec": RebalanceSpec(enabled=False)}, None, "Disabled"),
         ({"scale_down": True}, None, "ScaleDownInProgress"),
+        ({"scale_down_pending": True}, None, "ScaleDownPending"),
         ({}, [beat("a", 300), beat("b", 0), beat("c", 0, draining=True, remaining=0)], "PodDraining"),
         ({"replicas": 3}, [beat("a", 300), beat("b", 0)], "NotSettled"),
         ({}, [beat("a", 300), beat("b", 0), beat("c", 0, ready=False)], "NotSettled"),
@@ -108,8 +111,9 @@ def test_a_few_clients_are_not_chased_around() -> None:
 def test_never_during_a_drain_a_start_a_round_or_the_cool_down(
     kwargs: dict[str, object], beats: list[Heartbeat] | None, reason: str
 ) -> None:
-    """A spread far outside tolerance, but a scale-down drains, a pod drains, a new pod is not ready yet, a pod
-    still sheds, a round runs, or the last one ended 10 s ago (cool-down 15 s): no shed, and the reason says why."""
+    """A spread far outside tolerance, but a scale-down drains or waits out its window, a pod drains, a new pod
+    is not ready yet, a pod still sheds, a round runs, or the last one ended 10 s ago (cool-down 15 s): no shed,
+    and the reason says why."""
     decision = decide(*(beats or [beat("a", 300), beat("b", 0), beat("c", 0)]), **kwargs)  # type: ignore[arg-type]
     assert decision.reason == reason
     assert not decision.shed
