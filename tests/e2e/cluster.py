@@ -41,6 +41,9 @@ class Knobs:
     channels: int = 4
     publish_rate: float = 8.0
     """Events per second per channel."""
+    rebalance_budget: float = 100.0
+    """``spec.rebalance.maxReconnectsPerSecond``."""
+    rebalance_cooldown: int = 5
 
     def gateway(self, redis_url: str) -> dict[str, Any]:
         spec = {
@@ -57,6 +60,10 @@ class Knobs:
                 "timeoutSeconds": self.drain_timeout,
                 "reconnectDelayMs": self.reconnect_delay_ms,
             },
+            "rebalance": {"maxReconnectsPerSecond": self.rebalance_budget, "cooldownSeconds": self.rebalance_cooldown},
+            # The traffic is anonymous (the test's subject is the fleet, not credentials); a Gateway is closed
+            # unless it says so.
+            "auth": {"defaultAnonymous": True},
         }
         return new_object("fleetcast.dev/v1alpha1", "Gateway", GATEWAY, spec)
 
@@ -76,6 +83,14 @@ class Cluster:
     knobs: Knobs
     publishing: asyncio.Event
     publishers: list[asyncio.Task[None]]
+    operator: contextlib.AsyncExitStack
+    api_url: str
+
+    async def restart_operator(self) -> None:
+        """Stop the operator and start a new one (its memory is gone; what it recorded in status is not)."""
+        await self.operator.aclose()
+        self.operator = contextlib.AsyncExitStack()
+        await self.operator.enter_async_context(running_operator(self.api_url, autoscale_interval=0.3))
 
     async def stop_publishing(self) -> None:
         """Stop the publishers (only at the end of a scenario: until then, publishing never stops)."""
@@ -110,12 +125,13 @@ async def cluster(knobs: Knobs) -> AsyncIterator[Cluster]:
     publishing.set()
     publishers: list[asyncio.Task[None]] = []
     with redis_server(appendonly=True) as redis:
-        async with emulator() as (k8s, url), running_operator(url, autoscale_interval=0.3):
+        async with emulator() as (k8s, url), contextlib.AsyncExitStack() as operator:
+            await operator.enter_async_context(running_operator(url, autoscale_interval=0.3))
             controller = ReplicaController(k8s, NAMESPACE, DEPLOYMENT)
             service = Service(lambda: [("127.0.0.1", run.process.port) for run in controller.ready])
             ledger = Ledger(knobs.channel_names)
             fleet = ClientFleet(service.url, service.ws_url, ledger)
-            box = Cluster(k8s, redis, controller, service, ledger, fleet, knobs, publishing, publishers)
+            box = Cluster(k8s, redis, controller, service, ledger, fleet, knobs, publishing, publishers, operator, url)
             await service.start()
             controller.start()
             try:
@@ -138,3 +154,4 @@ async def cluster(knobs: Knobs) -> AsyncIterator[Cluster]:
                 await fleet.close_all()
                 await controller.stop()
                 await service.stop()
+                await box.operator.aclose()
