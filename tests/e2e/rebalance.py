@@ -51,6 +51,8 @@ class RebalanceReport:
     """``status.rebalance`` of each round seen (its last state)."""
     commands: list[ShedCommand] = field(default_factory=list)
     restarted_in_round: str | None = None
+    restarted_at: float | None = None
+    """Seconds after the new pods were ready when the operator was restarted."""
     reconnect_rate: float = 0.0
     """Peak reconnects per second while rebalancing, averaged over 2 s windows."""
     reconnect_peak: int = 0
@@ -73,11 +75,11 @@ class RebalanceReport:
     def table(self) -> str:
         pods = sorted({pod for _, counts in self.samples for pod in counts})
         short = {pod: pod.rsplit("-", 1)[-1] for pod in pods}
-        lines = ["| s after new pods ready | " + " | ".join(f"pod {short[p]}" for p in pods) + " |"]
+        lines: list[str | None] = ["| s after new pods ready | " + " | ".join(f"pod {short[p]}" for p in pods) + " |"]
         lines.append("| ---: |" + " ---: |" * len(pods))
         last = -10.0
         for t, counts in self.samples:
-            if t - last >= 2.0 or t == self.samples[-1][0]:
+            if t - last >= 1.0 or t == self.samples[-1][0]:
                 lines.append(f"| {t:.1f} | " + " | ".join(str(counts.get(p, "")) for p in pods) + " |")
                 last = t
         rounds = "; ".join(
@@ -95,7 +97,10 @@ class RebalanceReport:
             if self.balanced_at is not None
             else "- NOT balanced",
             f"- rounds: {rounds or 'none'}; shed commands sent: {len(self.commands)}",
-            f"- operator restarted during round {self.restarted_in_round}" if self.restarted_in_round else "",
+            f"- operator restarted {self.restarted_at:.1f} s after the new pods were ready, during round "
+            f"{self.restarted_in_round}"
+            if self.restarted_in_round and self.restarted_at is not None
+            else None,
             "- closes by the shedding pods: "
             + ", ".join(
                 f"{pod.rsplit('-', 1)[-1]} {p.get('closed', 0):g} at most {p.get('max_per_second', 0):g} in 1 s"
@@ -108,7 +113,7 @@ class RebalanceReport:
             f"first faults: {self.faults or 'none'}",
             f"- wall time: {self.seconds:.1f} s",
         ]
-        return "\n".join(line for line in lines if line != "")
+        return "\n".join(line for line in lines if line is not None)
 
 
 async def pod_counts(box: Cluster, http: httpx.AsyncClient) -> dict[str, int]:
@@ -187,6 +192,7 @@ async def run_rebalance(scale: RebalanceScale) -> RebalanceReport:
                 lambda: (note_round() or {}).get("phase") == "Shedding", timeout=20, what="a round shedding"
             )
             report.restarted_in_round = (note_round() or {}).get("round")
+            report.restarted_at = time.monotonic() - ready_at
             await box.restart_operator()
         await wait_until(
             sample_until_balanced, timeout=BALANCED_WITHIN, what="every pod within tolerance", step=SAMPLE_SECONDS
@@ -265,7 +271,6 @@ def plot_svg(report: RebalanceReport, width: int = 640, height: int = 300) -> st
         "connections per pod</text>",
         f'<text x="{left - 6}" y="{y(0) + 4:.1f}" text-anchor="end">0</text>',
         f'<text x="{left - 6}" y="{y(y_max) + 4:.1f}" text-anchor="end">{y_max}</text>',
-        f'<text x="{left + plot_w}" y="{top + plot_h + 14}" text-anchor="end">{t_max:.0f}</text>',
         f'<text x="{left + plot_w - 4}" y="{y(mean * (1 + TOLERANCE)) - 4:.1f}" text-anchor="end" fill="#777">'
         f"mean +- {TOLERANCE:.0%}</text>",
     ]
@@ -274,9 +279,19 @@ def plot_svg(report: RebalanceReport, width: int = 640, height: int = 300) -> st
         colour = colours[i % len(colours)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
         parts.append(f'<text x="{left + 8}" y="{top + 12 + 14 * i}" fill="{colour}">{pod}</text>')
-    if report.balanced_at is not None:
-        bx = x(report.balanced_at)
-        parts.append(f'<line x1="{bx:.1f}" y1="{top}" x2="{bx:.1f}" y2="{top + plot_h}" stroke="#999" '
-                     'stroke-dasharray="4 3"/>')  # fmt: skip
+    parts.append(f'<text x="{left - 6}" y="{y(mean) + 4:.1f}" text-anchor="end">{mean:.0f}</text>')
+    for second in range(1, int(t_max) + 1):
+        parts.append(f'<text x="{x(second):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{second}</text>')
+    marks = [
+        (report.balanced_at, "balanced", "#999", "4 3"),
+        (report.restarted_at, "operator restarted", "#e08", "1 3"),
+    ]
+    for at, label, colour, dash in marks:
+        if at is None:
+            continue
+        mx = x(at)
+        parts.append(f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + plot_h}" stroke="{colour}" '
+                     f'stroke-dasharray="{dash}"/>')  # fmt: skip
+        parts.append(f'<text x="{mx + 4:.1f}" y="{top + plot_h - 6}" fill="{colour}">{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

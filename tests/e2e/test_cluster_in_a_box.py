@@ -137,9 +137,10 @@ smaller version of the same scenario. What is real: `redis-server` with AOF, the
 serve` pod processes, `fleetcast.client` WS and SSE clients, headless Chromium with a native `EventSource`.
 What is emulated: the Kubernetes API (kmock), the ReplicaSet controller and kubelet (a test-only fake that
 runs the Deployment's pods as processes, preStop and SIGTERM included), and the Service (a loopback TCP relay
-spreading new connections over ready pods). Scenario: 1 pod; clients ramp to 3x the per-pod target; wave 2
-and the browser spread over 3 pods; wave 1 leaves, the operator drains 2 pods and scales to 1; kill -9 of
-that pod under load; Redis restarts; publishing never stops until the final check.
+spreading new connections over ready pods). Scenario: 1 pod; clients ramp to 3x the per-pod target; the
+operator scales to 3 and rebalances them; wave 2 and the browser spread over 3 pods; wave 1 leaves, the
+operator drains 2 pods and scales to 1; kill -9 of that pod under load; Redis restarts; publishing never stops
+until the final check.
 
 {table}
 """
