@@ -74,6 +74,12 @@ def test_default_gateway_matches_crd() -> None:
     assert spec["replicas"] == {"min": 2, "max": 10}
     assert spec["redis"] == {"url": "redis://fleetcast-redis.realtime.svc:6379/0"}
     assert spec["replicas"]["min"] <= spec["replicas"]["max"]  # the CRD's CEL rule, which jsonschema cannot run
+    assert spec["rebalance"] == {
+        "enabled": True,
+        "tolerance": 0.2,
+        "maxReconnectsPerSecond": 100,
+        "cooldownSeconds": 15,
+    }
 
 
 def test_default_gateway_is_closed_and_auth_values_reach_the_operator() -> None:
