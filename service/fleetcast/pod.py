@@ -178,6 +178,8 @@ class Pod:
             drain_closed=self.drain.closed,
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
+            shed_remaining=self.shed.remaining,
+            shed_closed=self.shed.closed,
         )
 
     async def start(self) -> None:

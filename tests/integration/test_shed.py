@@ -76,6 +76,9 @@ async def test_shed_moves_half_the_clients_to_the_other_pod_without_loss(
                     assert (await public.get("/readyz")).status_code == 200  # it stays ready
                     await asyncio.sleep(0.1)
             assert status["closed"] == SHED
+            metrics = (await admin.get("/metrics")).text
+            assert f"fleetcast_shed_closed_sessions_total {float(SHED)}" in metrics
+            assert "fleetcast_shed_remaining_sessions 0.0" in metrics
         async with asyncio.timeout(15):
             while (await connections(pod_a), await connections(pod_b)) != (CLIENTS - SHED, SHED):
                 await asyncio.sleep(0.2)

@@ -146,6 +146,15 @@ class ShedController:
         return True
 
     async def _run(self) -> None:
+        tracer = tracing.tracer()
+        if tracer is None:
+            await self._steps()
+            return
+        # One span for the whole shed (the finish event lands on it), as for a drain.
+        with tracer.start_as_current_span("shed", attributes={"fleetcast.shed.rate": self._rate}):
+            await self._steps()
+
+    async def _steps(self) -> None:
         start, closed_before = time.monotonic(), self.closed
         try:
             budget, last = 1.0, time.monotonic()

@@ -71,6 +71,8 @@ class GatewaySnapshot:
     drain_closed: int
     broker_ready: bool
     broker_errors: Mapping[str, int]
+    shed_remaining: int = 0
+    shed_closed: int = 0
 
 
 class GatewayCollector(Collector):
@@ -121,6 +123,14 @@ class GatewayCollector(Collector):
             "fleetcast_drain_remaining_sessions", "Sessions a running drain has still to close.", s.drain_remaining
         )
         yield CounterMetricFamily("fleetcast_drain_closed_sessions", "Sessions closed by drains.", s.drain_closed)
+        yield GaugeMetricFamily(
+            "fleetcast_shed_remaining_sessions",
+            "Sessions a running shed (rebalance) has still to close.",
+            s.shed_remaining,
+        )
+        yield CounterMetricFamily(
+            "fleetcast_shed_closed_sessions", "Sessions closed by sheds (rebalance), told to reconnect.", s.shed_closed
+        )
         yield GaugeMetricFamily("fleetcast_broker_ready", "1 while the broker (Redis) is reachable.", s.broker_ready)
         yield _labelled(
             CounterMetricFamily,
