@@ -21,8 +21,7 @@ from typing import Any
 import httpx
 
 from fleetcast.auth.admin_token import generated_path
-from fleetcast.contract import keys
-from fleetcast.contract.commands import SHED, ShedCommand
+from fleetcast.contract.commands import ShedCommand
 from tests.e2e.cluster import Cluster, Knobs, cluster
 from tests.e2e.scenario import Recorder, fresh_heartbeat, open_wave
 from tests.e2e.traffic import wait_until
@@ -151,10 +150,9 @@ async def shed_pacing(box: Cluster, http: httpx.AsyncClient) -> dict[str, dict[s
 async def shed_commands(box: Cluster) -> list[ShedCommand]:
     client = redis_side.connect(box.redis.url)
     try:
-        entries = await client.xrange(keys.control("edge"))
+        return await redis_side.shed_commands(client, "edge")
     finally:
         await client.aclose()
-    return [ShedCommand.from_fields(fields) for _, fields in entries if fields.get("cmd") == SHED]
 
 
 async def run_rebalance(scale: RebalanceScale) -> RebalanceReport:

@@ -108,6 +108,8 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
             await scale.scale_to(rt.kube, namespace, name, decision.replicas)
             replicas, scaled = decision.replicas, True
 
+    await _report(rt, namespace, name, memory, status, view, replicas, decision.recommendation, scaled, reason, message)
+    # After the autoscaler's own report, so a failure here (retried on the next step) never hides it.
     await rebalance_step(
         rt.kube,
         fleet,
@@ -121,8 +123,6 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
         scale_down_pending=spec.scaling.enabled and spec.scaling.clamp(decision.recommendation) < current,
         now=rt.wall_clock(),
     )
-
-    await _report(rt, namespace, name, memory, status, view, replicas, decision.recommendation, scaled, reason, message)
 
 
 async def _report(
