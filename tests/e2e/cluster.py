@@ -41,6 +41,8 @@ class Knobs:
     channels: int = 4
     publish_rate: float = 8.0
     """Events per second per channel."""
+    rebalance: bool = True
+    """``spec.rebalance.enabled``."""
     rebalance_budget: float = 100.0
     """``spec.rebalance.maxReconnectsPerSecond``."""
     rebalance_cooldown: int = 5
@@ -60,7 +62,11 @@ class Knobs:
                 "timeoutSeconds": self.drain_timeout,
                 "reconnectDelayMs": self.reconnect_delay_ms,
             },
-            "rebalance": {"maxReconnectsPerSecond": self.rebalance_budget, "cooldownSeconds": self.rebalance_cooldown},
+            "rebalance": {
+                "enabled": self.rebalance,
+                "maxReconnectsPerSecond": self.rebalance_budget,
+                "cooldownSeconds": self.rebalance_cooldown,
+            },
             # The traffic is anonymous (the test's subject is the fleet, not credentials); a Gateway is closed
             # unless it says so.
             "auth": {"defaultAnonymous": True},

@@ -106,8 +106,10 @@ class RebalanceReport:
                 for pod, p in sorted(self.pacing.items())
             )
             + f" (budget {self.budget:g}/s over all pods)",
-            f"- client reconnects after the new pods were ready: {self.reconnects}; per second while rebalancing "
-            f"{self.reconnect_rate:g} over 2 s, {self.reconnect_peak} in the busiest 1 s",
+            f"- client reconnects after the new pods were ready: {self.reconnects} (one per close, each started "
+            f"{self.scale.knobs.reconnect_delay_ms} ms after it); their handshakes as this test process saw them "
+            f"complete (its one event loop runs every client and the Service relay): {self.reconnect_rate:g}/s over "
+            f"2 s, {self.reconnect_peak} in the busiest 1 s",
             f"- events delivered {self.delivered}, lost {self.lost}, duplicated {self.duplicated}; "
             f"first faults: {self.faults or 'none'}",
             f"- wall time: {self.seconds:.1f} s",
@@ -224,10 +226,15 @@ def verify_rebalance(report: RebalanceReport) -> None:
     assert report.balanced_at is not None
     assert report.balanced_at <= BALANCED_WITHIN
     assert report.rounds, "no rebalance round"
-    # The pods close at most the budget in any second, together (each pod's busiest second, summed, bounds it).
+    # Reconnects per second within the budget, where the fleet controls them: the pods close at most the budget in
+    # any second, together (each pod's busiest second, summed, bounds it), and every close is exactly one
+    # reconnect, started exactly 100 ms later (``reconnect_delay_ms`` 100 is the jitter's floor), with no retry
+    # or backoff on top. When the reconnects *complete* is reported, not asserted: 300 clients in this one test
+    # process complete their handshakes in clumps its event loop makes (docs/decisions.md, Rebalance).
     closes = sum(p.get("max_per_second", 0.0) for p in report.pacing.values())
     assert closes <= report.budget, report.pacing
-    assert report.reconnect_rate <= report.budget, f"{report.reconnect_rate} reconnects/s over 2 s"
+    closed = sum(int(p.get("closed", 0)) for p in report.pacing.values())
+    assert report.reconnects == closed, f"{report.reconnects} client reconnects for {closed} closes"
     # Each round commands each of its pods once, across the restart too.
     sent = [(c.round, c.pod) for c in report.commands]
     assert len(sent) == len(set(sent)), sent

@@ -74,8 +74,8 @@ def bounds(mean: float, tolerance: float) -> tuple[int, int]:
 
 PACE_OF_BUDGET = 0.85
 """The planned pace, as a fraction of the budget: a pod's token bucket may close ``max(1, rate / 20)`` more in
-one second than its rate (5 %), and reconnects that the clients' and pods' event loops complete late arrive in
-clumps (measured in the cluster-in-a-box: up to 10 % above the pace in the busiest second)."""
+one second than its rate (5 %), and the rest is a margin for reconnects that busy event loops complete in
+clumps (docs/decisions.md has the measurements)."""
 
 
 def pod_rate(budget_share: float) -> float:
