@@ -14,6 +14,7 @@ Per-pod counts are sampled from each pod's ``/readyz`` every ``SAMPLE_SECONDS`` 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,44 +165,54 @@ async def run_rebalance(scale: RebalanceScale) -> RebalanceReport:
     async with cluster(knobs) as box, httpx.AsyncClient(timeout=2.0) as http:
         rec = Recorder(box)
         rec.phase("one pod")
+        samples: list[tuple[float, dict[str, int]]] = []
+
+        async def sample_forever() -> None:
+            # Its own task, so the record has no hole while the test waits (the operator's restart takes seconds).
+            while True:
+                samples.append((time.monotonic(), await pod_counts(box, http)))
+                await asyncio.sleep(SAMPLE_SECONDS)
+
         await fresh_heartbeat(box)
         clients = open_wave(box, scale.clients)
         await wait_until(lambda: all(c.client.stats.connects for c in clients), timeout=30, what="clients connected")
-        await box.at_replicas(3, timeout=60, what="scale-up to 3 with every pod ready")
-        ready_at = time.monotonic()
-        reconnects_before = box.fleet.reconnects
-        rec.phase("rebalance")
+        sampler = asyncio.create_task(sample_forever(), name="per-pod counts")
+        try:
+            await box.at_replicas(3, timeout=60, what="scale-up to 3 with every pod ready")
+            ready_at = time.monotonic()
+            reconnects_before = box.fleet.reconnects
+            rec.phase("rebalance")
 
-        seen: dict[str, dict[str, Any]] = {}
+            seen: dict[str, dict[str, Any]] = {}
 
-        def note_round() -> dict[str, Any] | None:
-            plan = box.gateway_status().get("rebalance")
-            if plan:
-                seen[plan["round"]] = plan
-            return plan
+            def note_round() -> dict[str, Any] | None:
+                plan = box.gateway_status().get("rebalance")
+                if plan:
+                    seen[plan["round"]] = plan
+                return plan
 
-        async def sample_until_balanced() -> bool:
-            counts = await pod_counts(box, http)
-            report.samples.append((time.monotonic() - ready_at, counts))
-            plan = note_round()
-            settled = plan is not None and plan.get("phase") == "Finished"
-            return settled and balanced(counts, scale.clients)
+            def settled_and_balanced() -> bool:
+                plan = note_round()
+                latest = samples[-1] if samples else (0.0, {})
+                fresh = latest[0] > time.monotonic() - 2 * SAMPLE_SECONDS
+                finished = plan is not None and plan.get("phase") == "Finished"
+                return finished and fresh and balanced(latest[1], scale.clients)
 
-        if scale.restart:
-            await wait_until(
-                lambda: (note_round() or {}).get("phase") == "Shedding", timeout=20, what="a round shedding"
-            )
-            report.restarted_in_round = (note_round() or {}).get("round")
-            report.restarted_at = time.monotonic() - ready_at
-            await box.restart_operator()
-        await wait_until(
-            sample_until_balanced, timeout=BALANCED_WITHIN, what="every pod within tolerance", step=SAMPLE_SECONDS
-        )
-        report.balanced_at = time.monotonic() - ready_at
-        for _ in range(6):  # a few more samples: it stays balanced
-            await asyncio.sleep(SAMPLE_SECONDS)
-            report.samples.append((time.monotonic() - ready_at, await pod_counts(box, http)))
+            if scale.restart:
+                await wait_until(
+                    lambda: (note_round() or {}).get("phase") == "Shedding", timeout=20, what="a round shedding"
+                )
+                report.restarted_in_round = (note_round() or {}).get("round")
+                report.restarted_at = time.monotonic() - ready_at
+                await box.restart_operator()
+            await wait_until(settled_and_balanced, timeout=BALANCED_WITHIN, what="every pod within tolerance", step=0.1)
+            report.balanced_at = time.monotonic() - ready_at
+            await asyncio.sleep(6 * SAMPLE_SECONDS)  # a few more samples: it stays balanced
             note_round()
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+        report.samples = [(t - ready_at, counts) for t, counts in samples if t >= ready_at - 3.0]
         rec.phase("settle")
         await box.stop_publishing()
         await wait_until(lambda: not box.fleet.behind(), timeout=30, what="everyone caught up")
@@ -251,13 +262,15 @@ def plot_svg(report: RebalanceReport, width: int = 640, height: int = 300) -> st
     """Per-pod connections over time as a small SVG line chart, with the tolerance band around the mean."""
     pods = sorted({pod for _, counts in report.samples for pod in counts})
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
-    t_max = max((t for t, _ in report.samples), default=1.0) or 1.0
+    t_min = min((t for t, _ in report.samples), default=0.0)
+    t_max = max((t for t, _ in report.samples), default=1.0)
+    span = (t_max - t_min) or 1.0
     y_max = max((n for _, counts in report.samples for n in counts.values()), default=1) or 1
     left, right, top, bottom = 50, 20, 20, 40
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def x(t: float) -> float:
-        return left + plot_w * t / t_max
+        return left + plot_w * (t - t_min) / span
 
     def y(n: float) -> float:
         return top + plot_h * (1 - n / y_max)
@@ -285,18 +298,18 @@ def plot_svg(report: RebalanceReport, width: int = 640, height: int = 300) -> st
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
         parts.append(f'<text x="{left + 8}" y="{top + 12 + 14 * i}" fill="{colour}">{pod}</text>')
     parts.append(f'<text x="{left - 6}" y="{y(mean) + 4:.1f}" text-anchor="end">{mean:.0f}</text>')
-    for second in range(1, int(t_max) + 1):
+    for second in range(math.ceil(t_min), int(t_max) + 1):
         parts.append(f'<text x="{x(second):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{second}</text>')
     marks = [
         (report.balanced_at, "balanced", "#999", "4 3"),
         (report.restarted_at, "operator restarted", "#e08", "1 3"),
     ]
-    for at, label, colour, dash in marks:
+    for i, (at, label, colour, dash) in enumerate(marks):
         if at is None:
             continue
         mx = x(at)
         parts.append(f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + plot_h}" stroke="{colour}" '
                      f'stroke-dasharray="{dash}"/>')  # fmt: skip
-        parts.append(f'<text x="{mx + 4:.1f}" y="{top + plot_h - 6}" fill="{colour}">{label}</text>')
+        parts.append(f'<text x="{mx + 4:.1f}" y="{top + plot_h - 6 - 14 * i}" fill="{colour}">{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
