@@ -296,13 +296,16 @@ def plot_svg(report: RebalanceReport, width: int = 640, height: int = 300) -> st
         points = " ".join(f"{x(t):.1f},{y(counts[pod]):.1f}" for t, counts in report.samples if pod in counts)
         colour = colours[i % len(colours)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
-        parts.append(f'<text x="{left + 8}" y="{top + 12 + 14 * i}" fill="{colour}">{pod}</text>')
+        parts.append(
+            f'<text x="{left + plot_w - 4}" y="{top + 12 + 14 * i}" text-anchor="end" fill="{colour}">{pod}</text>'
+        )
     parts.append(f'<text x="{left - 6}" y="{y(mean) + 4:.1f}" text-anchor="end">{mean:.0f}</text>')
     for second in range(math.ceil(t_min), int(t_max) + 1):
         parts.append(f'<text x="{x(second):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{second}</text>')
     marks = [
-        (report.balanced_at, "balanced", "#999", "4 3"),
+        (0.0, "new pods ready", "#555", "2 2"),
         (report.restarted_at, "operator restarted", "#e08", "1 3"),
+        (report.balanced_at, "balanced", "#999", "4 3"),
     ]
     for i, (at, label, colour, dash) in enumerate(marks):
         if at is None:

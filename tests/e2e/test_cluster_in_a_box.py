@@ -66,8 +66,8 @@ def write_rebalance_proof(proof: Path, report: RebalanceReport, table: str) -> N
 Written by the same run (`test_scale_up_rebalances_the_new_pods_without_loss`): one pod holds all the clients
 (WS and SSE), the Gateway scales to 3, and the operator's rebalancer asks the hot pod to shed, paced within the
 Gateway's reconnect budget; the operator is restarted while that round runs. Per-pod connections over time
-(from each pod's `/readyz`), the grey band is the mean +- the tolerance, the dashed line the moment every pod
-was within it:
+(from each pod's `/readyz`, sampled every 0.5 s), the grey band is the mean +- the tolerance, the dashed lines
+mark the new pods' readiness, the operator's restart and the moment every pod was within the band:
 
 ![per-pod connections after a scale-up](rebalance.svg)
 
