@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import datetime
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ class Kube:
         apps, core, policy = client.AppsV1Api(api), client.CoreV1Api(api), client.PolicyV1Api(api)
         custom = client.CustomObjectsApi(api)
         self._custom = custom
+        self._core = core
         self._read: dict[str, Callable[..., Awaitable[Any]]] = {
             "Deployment": apps.read_namespaced_deployment,
             "Service": core.read_namespaced_service,
@@ -129,6 +132,33 @@ class Kube:
         return await self._call(
             fn, GROUP, VERSION, namespace, "gateways", name, body, missing_ok=True, _content_type=MERGE_PATCH
         )
+
+    async def post_event(
+        self, namespace: str, involved: JsonObject, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        """A Kubernetes Event about ``involved`` (an object's ``apiVersion``, ``kind`` and ``metadata``), as
+        ``kubectl describe`` shows them. Best effort: an event that cannot be posted is not worth a retry."""
+        metadata = involved.get("metadata") or {}
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body: JsonObject = {
+            "metadata": {"generateName": f"{metadata.get('name', 'fleetcast')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": metadata.get("name"),
+                "namespace": namespace,
+                "uid": metadata.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "fleetcast-operator"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        with contextlib.suppress(TemporaryFailure):
+            await self._call(self._core.create_namespaced_event, namespace, body)
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One decoded value of a Secret, or None when the Secret or the key is missing."""

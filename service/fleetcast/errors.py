@@ -50,6 +50,13 @@ class Forbidden(FleetcastError):
     code = "forbidden"
 
 
+class Conflict(FleetcastError):
+    """The request contradicts the pod's state (a shed asked of a draining pod)."""
+
+    status = 409
+    code = "conflict"
+
+
 class UnknownChannel(FleetcastError):
     """The channel's family is not declared by any Channel resource (strict mode)."""
 

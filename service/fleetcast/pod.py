@@ -2,7 +2,8 @@
 
 Besides composing the parts, the pod owns one housekeeping task: it writes this pod's heartbeat to the pod
 registry every :data:`~fleetcast.contract.heartbeat.INTERVAL_SECONDS` (sooner after a drain starts), and reloads
-channel policies when the fleet says they changed. Commands addressed to this pod (drain) arrive from the fleet.
+channel policies when the fleet says they changed. Commands addressed to this pod (drain, shed) arrive from the
+fleet.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fleetcast.broker.base import Broker
 from fleetcast.broker.coalescing import CoalescingBroker
 from fleetcast.broker.fleet import Fleet, MemoryFleet
 from fleetcast.broker.memory import MemoryBroker
-from fleetcast.contract.commands import DrainCommand
+from fleetcast.contract.commands import Command, DrainCommand
 from fleetcast.contract.heartbeat import INTERVAL_SECONDS, Heartbeat
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
@@ -27,6 +28,7 @@ from fleetcast.core import disconnects
 from fleetcast.core.backoff import server_delay_ms
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.drain.controller import DrainController
+from fleetcast.drain.shed import ShedController
 from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
 from fleetcast.observability import tracing
@@ -102,6 +104,9 @@ class Pod:
         self.drain = DrainController(self.sessions, settings.drain)
         # A drain's start and end reach the registry at once, then every half second while it runs.
         self.drain.on_state = self._wake.set
+        # A rebalance moves some clients away while the pod stays ready; a drain cuts it short.
+        self.shed = ShedController(self.sessions, settings.drain, halted=lambda: self.drain.draining)
+        self.shed.on_state = self._wake.set
         self._policies_stale = True
         self._housekeeping: asyncio.Task[None] | None = None
 
@@ -164,6 +169,9 @@ class Pod:
             draining=self.drain.draining,
             remaining=self.drain.remaining,
             ready=self.ready,
+            shedding=self.shed.shedding,
+            shed_remaining=self.shed.remaining,
+            shed_round=self.shed.round,
         )
 
     def metrics(self) -> GatewaySnapshot:
@@ -184,6 +192,8 @@ class Pod:
             broker_errors={"publish": self.publisher.broker_errors},
             broker_channels=self.broker.channels_held,
             multiplexed=self.multiplexed,
+            shed_remaining=self.shed.remaining,
+            shed_closed=self.shed.closed,
         )
 
     async def start(self) -> None:
@@ -200,6 +210,7 @@ class Pod:
         )
 
     async def close(self) -> None:
+        await self.shed.close()
         await self.drain.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
@@ -214,9 +225,12 @@ class Pod:
         await self.hub.close()
         await self.authenticator.close()
 
-    def _on_command(self, command: DrainCommand) -> None:
-        log.info("drain command from the operator: %s", command)
-        self.drain.begin(rate=command.connections_per_second, timeout=command.timeout_seconds, exit=command.exit)
+    def _on_command(self, command: Command) -> None:
+        log.info("command from the operator: %s", command)
+        if isinstance(command, DrainCommand):
+            self.drain.begin(rate=command.connections_per_second, timeout=command.timeout_seconds, exit=command.exit)
+        else:
+            self.shed.begin(command.count, rate=command.connections_per_second, round=command.round)
 
     def _on_policy_change(self, family: str | None) -> None:
         self._policies_stale = True
@@ -232,7 +246,8 @@ class Pod:
                 log.debug("heartbeat not written: %s", exc)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(INTERVAL_SECONDS / 4 if self.drain.draining else INTERVAL_SECONDS):
+                busy = self.drain.draining or self.shed.shedding
+                async with asyncio.timeout(INTERVAL_SECONDS / 4 if busy else INTERVAL_SECONDS):
                     await self._wake.wait()
 
     async def _reload_policies(self) -> None:

@@ -79,6 +79,12 @@ def test_default_gateway_matches_crd() -> None:
     ref = {"name": "fleetcast-redis-auth", "key": "gateway-url", "operatorKey": "operator-url"}
     assert spec["redis"] == {"secretRef": ref}
     assert spec["replicas"]["min"] <= spec["replicas"]["max"]  # the CRD's CEL rule, which jsonschema cannot run
+    assert spec["rebalance"] == {
+        "enabled": True,
+        "tolerance": 0.2,
+        "maxReconnectsPerSecond": 100,
+        "cooldownSeconds": 15,
+    }
 
 
 def test_default_gateway_is_closed_and_auth_values_reach_the_operator() -> None:

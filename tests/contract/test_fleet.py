@@ -12,7 +12,7 @@ import redis.asyncio
 
 from fleetcast.broker.fleet import MemoryFleet
 from fleetcast.broker.redis_fleet import RedisFleet
-from fleetcast.contract.commands import DrainCommand
+from fleetcast.contract.commands import Command, DrainCommand, ShedCommand
 from fleetcast.contract.heartbeat import SCHEMA, Heartbeat
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy
@@ -23,11 +23,11 @@ class Inbox:
     """Collects what a fleet's callbacks receive and lets a test wait for it."""
 
     def __init__(self) -> None:
-        self.commands: list[DrainCommand] = []
+        self.commands: list[Command] = []
         self.changes: list[str | None] = []
         self.changed = asyncio.Event()
 
-    def command(self, command: DrainCommand) -> None:
+    def command(self, command: Command) -> None:
         self.commands.append(command)
         self.changed.set()
 
@@ -92,11 +92,15 @@ async def test_drain_command_reaches_the_addressed_pod_only(server: RedisServer,
     ]
     try:
         await raw.xadd(Keys("default", "gw-cmd").control, {"cmd": "rebalance", "pod": "pod-a"})  # unknown: ignored
+        malformed = {"cmd": "shed", "pod": "pod-a", "count": "many"}
+        await raw.xadd(Keys("default", "gw-cmd").control, malformed)
+        shed = ShedCommand(pod="pod-a", count=12, round="r7", connections_per_second=30.0)
+        await raw.xadd(Keys("default", "gw-cmd").control, shed.to_fields())
         command = DrainCommand(pod="pod-a", connections_per_second=50.0, timeout_seconds=30.0, exit=True)
         await raw.xadd(Keys("default", "gw-cmd").control, command.to_fields())
-        await inbox_a.wait(lambda: inbox_a.commands)
+        await inbox_a.wait(lambda: len(inbox_a.commands) >= 2)
         await asyncio.sleep(0.3)
-        assert inbox_a.commands == [command]
+        assert inbox_a.commands == [shed, command]
         assert inbox_b.commands == []
         assert inbox_other.commands == []
     finally:

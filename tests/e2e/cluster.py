@@ -41,6 +41,11 @@ class Knobs:
     channels: int = 4
     publish_rate: float = 8.0
     """Events per second per channel."""
+    rebalance: bool = True
+    """``spec.rebalance.enabled``."""
+    rebalance_budget: float = 100.0
+    """``spec.rebalance.maxReconnectsPerSecond``."""
+    rebalance_cooldown: int = 5
 
     def gateway(self, redis_url: str) -> dict[str, Any]:
         spec = {
@@ -56,6 +61,11 @@ class Knobs:
                 "connectionsPerSecond": self.drain_rate,
                 "timeoutSeconds": self.drain_timeout,
                 "reconnectDelayMs": self.reconnect_delay_ms,
+            },
+            "rebalance": {
+                "enabled": self.rebalance,
+                "maxReconnectsPerSecond": self.rebalance_budget,
+                "cooldownSeconds": self.rebalance_cooldown,
             },
             # This scenario is about scaling and draining, with clients and a publisher that hold no
             # credentials: open the undeclared families (a Gateway is closed by default). Access control
@@ -80,6 +90,14 @@ class Cluster:
     knobs: Knobs
     publishing: asyncio.Event
     publishers: list[asyncio.Task[None]]
+    operator: contextlib.AsyncExitStack
+    api_url: str
+
+    async def restart_operator(self) -> None:
+        """Stop the operator and start a new one (its memory is gone; what it recorded in status is not)."""
+        await self.operator.aclose()
+        self.operator = contextlib.AsyncExitStack()
+        await self.operator.enter_async_context(running_operator(self.api_url, autoscale_interval=0.3))
 
     async def stop_publishing(self) -> None:
         """Stop the publishers (only at the end of a scenario: until then, publishing never stops)."""
@@ -114,12 +132,13 @@ async def cluster(knobs: Knobs) -> AsyncIterator[Cluster]:
     publishing.set()
     publishers: list[asyncio.Task[None]] = []
     with redis_server(appendonly=True) as redis:
-        async with emulator() as (k8s, url), running_operator(url, autoscale_interval=0.3):
+        async with emulator() as (k8s, url), contextlib.AsyncExitStack() as operator:
+            await operator.enter_async_context(running_operator(url, autoscale_interval=0.3))
             controller = ReplicaController(k8s, NAMESPACE, DEPLOYMENT)
             service = Service(lambda: [("127.0.0.1", run.process.port) for run in controller.ready])
             ledger = Ledger(knobs.channel_names)
             fleet = ClientFleet(service.url, service.ws_url, ledger)
-            box = Cluster(k8s, redis, controller, service, ledger, fleet, knobs, publishing, publishers)
+            box = Cluster(k8s, redis, controller, service, ledger, fleet, knobs, publishing, publishers, operator, url)
             await service.start()
             controller.start()
             try:
@@ -142,3 +161,4 @@ async def cluster(knobs: Knobs) -> AsyncIterator[Cluster]:
                 await fleet.close_all()
                 await controller.stop()
                 await service.stop()
+                await box.operator.aclose()

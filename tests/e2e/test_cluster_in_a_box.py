@@ -14,6 +14,7 @@ import pytest
 
 from fleetcast.client import Event
 from tests.e2e.cluster import Knobs, cluster
+from tests.e2e.rebalance import RebalanceReport, RebalanceScale, plot_svg, run_rebalance, verify_rebalance
 from tests.e2e.scenario import Scale, run, verify
 from tests.e2e.traffic import DeliveryBroken, FleetClient, wait_until
 
@@ -21,7 +22,10 @@ pytestmark = pytest.mark.browser
 
 FULL = os.environ.get("FLEETCAST_E2E") == "full"
 BOUNDED = Scale()
-LARGER = Scale(wave1=280, wave2=70, knobs=Knobs(target_per_pod=100, drain_rate=12.0, channels=8))
+LARGER = Scale(wave1=280, wave2=70, knobs=Knobs(target_per_pod=100, drain_rate=12.0, channels=8, rebalance=False))
+REBALANCE_BOUNDED = RebalanceScale()
+REBALANCE_LARGER = RebalanceScale(clients=300, knobs=Knobs(target_per_pod=100, rebalance_budget=100.0, channels=8))
+REBALANCE_SECTION = "\n## Scale-up with rebalance\n"
 
 
 @pytest.mark.timeout(420 if FULL else 240)
@@ -36,6 +40,40 @@ async def test_scale_up_drain_down_pod_kill_and_redis_restart_lose_nothing() -> 
     if proof:
         await asyncio.to_thread(Path(proof).write_text, proof_page(table))
     verify(report)
+
+
+@pytest.mark.timeout(300 if FULL else 180)
+async def test_scale_up_rebalances_the_new_pods_without_loss() -> None:
+    """Issue 17: 1 pod with 3x the per-pod target (WS and SSE): 3 pods; the operator makes the hot pod shed, and
+    is restarted mid-round: within 30 s of the new pods being ready every pod holds the mean +- 20 %, every
+    client's sequence is exact, the reconnects stay within the budget, and the round completes once."""
+    report = await run_rebalance(REBALANCE_LARGER if FULL else REBALANCE_BOUNDED)
+    table = report.table()
+    print(f"\n{table}")
+    proof = os.environ.get("FLEETCAST_E2E_PROOF")
+    if proof:
+        await asyncio.to_thread(write_rebalance_proof, Path(proof), report, table)
+    verify_rebalance(report)
+
+
+def write_rebalance_proof(proof: Path, report: RebalanceReport, table: str) -> None:
+    """Add (or replace) the rebalance section of the proof page, and its plot next to it."""
+    plot = proof.parent / "rebalance.svg"
+    plot.write_text(plot_svg(report))
+    page = proof.read_text() if proof.exists() else ""
+    page = page.split(REBALANCE_SECTION, 1)[0].rstrip("\n") + "\n"
+    page += f"""{REBALANCE_SECTION}
+Written by the same run (`test_scale_up_rebalances_the_new_pods_without_loss`): one pod holds all the clients
+(WS and SSE), the Gateway scales to 3, and the operator's rebalancer asks the hot pod to shed, paced within the
+Gateway's reconnect budget; the operator is restarted while that round runs. Per-pod connections over time
+(from each pod's `/readyz`, sampled every 0.5 s), the grey band is the mean +- the tolerance, the dashed lines
+mark the new pods' readiness, the operator's restart and the moment every pod was within the band:
+
+![per-pod connections after a scale-up](rebalance.svg)
+
+{table}
+"""
+    proof.write_text(page)
 
 
 class FaultyResume:
@@ -99,9 +137,10 @@ smaller version of the same scenario. What is real: `redis-server` with AOF, the
 serve` pod processes, `fleetcast.client` WS and SSE clients, headless Chromium with a native `EventSource`.
 What is emulated: the Kubernetes API (kmock), the ReplicaSet controller and kubelet (a test-only fake that
 runs the Deployment's pods as processes, preStop and SIGTERM included), and the Service (a loopback TCP relay
-spreading new connections over ready pods). Scenario: 1 pod; clients ramp to 3x the per-pod target; wave 2
-and the browser spread over 3 pods; wave 1 leaves, the operator drains 2 pods and scales to 1; kill -9 of
-that pod under load; Redis restarts; publishing never stops until the final check.
+spreading new connections over ready pods). Scenario (rebalance off, see the next section for it): 1 pod;
+clients ramp to 3x the per-pod target; wave 2 and the browser spread over 3 pods; wave 1 leaves, the operator
+drains 2 pods and scales to 1; kill -9 of that pod under load; Redis restarts; publishing never stops until the
+final check.
 
 {table}
 """

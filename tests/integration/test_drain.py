@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -40,11 +40,13 @@ class Recorder:
         self.seen.append(event.data["n"])
 
 
-async def publish_forever(base_url: str, stop: asyncio.Event, sent: dict[str, int]) -> None:
+async def publish_forever(
+    base_url: str, stop: asyncio.Event, sent: dict[str, int], channels: Sequence[str] = CHANNELS
+) -> None:
     """Publish {"n": 0, 1, ...} round-robin on every channel until told to stop (every publish must get 201)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         while not stop.is_set():
-            for channel in CHANNELS:
+            for channel in channels:
                 n = sent[channel]
                 response = await client.post(f"/v1/channels/{channel}/events", json={"data": {"n": n}})
                 assert response.status_code == 201, response.text

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from fleetcast.contract.commands import DrainCommand
+from fleetcast.contract.commands import DRAIN, SHED, DrainCommand, ShedCommand
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.keys import Keys
 from tests.operator.harness import NAMESPACE
@@ -42,7 +42,12 @@ async def report(client: Any, *heartbeats: Heartbeat, gateway: str = "edge", rep
 
 async def drain_commands(client: Any, gateway: str = "edge") -> list[DrainCommand]:
     entries = await client.xrange(Keys(NAMESPACE, gateway).control)
-    return [DrainCommand.from_fields(fields) for _, fields in entries]
+    return [DrainCommand.from_fields(fields) for _, fields in entries if fields.get("cmd") == DRAIN]
+
+
+async def shed_commands(client: Any, gateway: str = "edge") -> list[ShedCommand]:
+    entries = await client.xrange(Keys(NAMESPACE, gateway).control)
+    return [ShedCommand.from_fields(fields) for _, fields in entries if fields.get("cmd") == SHED]
 
 
 def connect(url: str) -> Any:

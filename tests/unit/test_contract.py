@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetcast.contract.commands import DrainCommand
+from fleetcast.contract.commands import DrainCommand, ShedCommand, parse
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.policy import ChannelPolicy, parse_duration
 
@@ -61,3 +61,13 @@ def test_heartbeat_and_command_round_trip() -> None:
         Heartbeat.from_json('{"schema": 99}')
     command = DrainCommand(pod="p", connections_per_second=50.0, exit=True)
     assert DrainCommand.from_fields(command.to_fields()) == command
+    shed = ShedCommand(pod="p", count=30, round="r1", connections_per_second=25.0)
+    assert parse(shed.to_fields()) == shed
+    assert parse(ShedCommand(pod="p", count=3).to_fields()) == ShedCommand(pod="p", count=3)
+    assert parse({"cmd": "rebalance-v2", "pod": "p"}) is None  # newer than this pod: ignored
+    for junk in ({"cmd": "shed", "pod": "p"}, {"cmd": "shed", "pod": "p", "count": "-1"},
+                 {"cmd": "shed", "pod": "p", "count": "1", "rate": "nan"}):  # fmt: skip
+        with pytest.raises(ValueError, match="a shed needs"):
+            parse(junk)
+    shedding = Heartbeat(pod="p", gateway="g", timestamp=2.0, shedding=True, shed_remaining=4, shed_round="r1")
+    assert Heartbeat.from_json(shedding.to_json()) == shedding

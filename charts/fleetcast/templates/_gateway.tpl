@@ -19,6 +19,7 @@ PodDisruptionBudget; its spec follows manifests/crds/gateways.fleetcast.dev.yaml
   "replicas" $g.replicas
   "autoscaling" $g.autoscaling
   "drain" $g.drain
+  "rebalance" $g.rebalance
   "redis" $redis
   "resources" $g.resources
 }}

@@ -6,6 +6,10 @@ through a scale-down simply picks it up from ``status.scaleDown`` (see :mod:`fle
 While a scale-down is in progress nothing else is decided: its pods are draining irrevocably, so it always
 completes first, and a scale-up, if needed, follows on the next step.
 
+After the scale decision comes the rebalancer (:mod:`fleetcast_operator.rebalance`): it follows a round in
+progress, or, once the fleet has settled (every replica ready, nothing draining, the cool-down over), asks the
+pods above their share of clients to shed some, so new pods take load off the hot ones.
+
 The recommendations for the stabilization windows are kept in memory only. After a restart the history
 starts again from the current replica count, which delays a scale-down by one window rather than risking one.
 """
@@ -26,6 +30,7 @@ from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
 from fleetcast_operator.gateway import scale
 from fleetcast_operator.gateway.resources import child_name
 from fleetcast_operator.gateway.spec import parse_gateway_spec
+from fleetcast_operator.rebalance.step import rebalance_step
 from fleetcast_operator.runtime import Runtime
 
 
@@ -105,6 +110,20 @@ async def _step(rt: Runtime, namespace: str, name: str, memory: GatewayMemory) -
             replicas, scaled = decision.replicas, True
 
     await _report(rt, namespace, name, memory, status, view, replicas, decision.recommendation, scaled, reason, message)
+    # After the autoscaler's own report, so a failure here (retried on the next step) never hides it.
+    await rebalance_step(
+        rt.kube,
+        fleet,
+        body,
+        spec.rebalance,
+        status.get("rebalance"),
+        view.fresh,
+        replicas=replicas,
+        scale_down=bool(raw_plan) or decision.replicas < current,
+        # A scale-down waiting out its stabilization window: clients moved now would move again when it drains.
+        scale_down_pending=spec.scaling.enabled and spec.scaling.clamp(decision.recommendation) < current,
+        now=rt.wall_clock(),
+    )
 
 
 async def _report(

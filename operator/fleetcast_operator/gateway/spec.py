@@ -41,6 +41,19 @@ class DrainSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RebalanceSpec:
+    """How pods above their share of clients shed some after a scale-up (see :mod:`fleetcast_operator.rebalance`)."""
+
+    enabled: bool = True
+    tolerance: float = 0.2
+    """A pod within this fraction of the mean of the ready pods is left alone."""
+    max_reconnects_per_second: float = 100.0
+    """Fleet-wide: clients sent away per second over all shedding pods."""
+    cooldown_seconds: int = 15
+    """After a round has finished, before another may start."""
+
+
+@dataclass(frozen=True, slots=True)
 class RedisSource:
     url: str | None = None
     secret_name: str | None = None
@@ -85,6 +98,7 @@ class GatewaySpec:
     image_pull_policy: str = "IfNotPresent"
     scaling: ScalingRules = field(default_factory=ScalingRules)
     drain: DrainSpec = field(default_factory=DrainSpec)
+    rebalance: RebalanceSpec = field(default_factory=RebalanceSpec)
     service_type: str = "ClusterIP"
     service_port: int = 80
     resources: Mapping[str, Any] = field(default_factory=dict)
@@ -102,6 +116,7 @@ def parse_gateway_spec(spec: Mapping[str, Any]) -> GatewaySpec:
     up = _section(autoscaling, "scaleUp", "autoscaling.")
     down = _section(autoscaling, "scaleDown", "autoscaling.")
     drain = _section(spec, "drain")
+    rebalance = _section(spec, "rebalance")
     service = _section(spec, "service")
     otel = _section(spec, "otel")
 
@@ -152,6 +167,12 @@ def parse_gateway_spec(spec: Mapping[str, Any]) -> GatewaySpec:
             connections_per_second=_number(drain, "connectionsPerSecond", 200.0, "drain.", low=1e-9),
             timeout_seconds=_int(drain, "timeoutSeconds", 60, "drain.", low=1),
             reconnect_delay_ms=_int(drain, "reconnectDelayMs", 1000, "drain.", low=0),
+        ),
+        rebalance=RebalanceSpec(
+            enabled=_bool(rebalance, "enabled", True, "rebalance."),
+            tolerance=_number(rebalance, "tolerance", 0.2, "rebalance.", low=0.0, high=1.0),
+            max_reconnects_per_second=_number(rebalance, "maxReconnectsPerSecond", 100.0, "rebalance.", low=1e-9),
+            cooldown_seconds=_int(rebalance, "cooldownSeconds", 15, "rebalance.", low=0, high=3600),
         ),
         service_type=str(service_type),
         service_port=_int(service, "port", 80, "service.", low=1, high=65535),

@@ -2,10 +2,11 @@
 
 A pod announces itself with :meth:`Fleet.write_heartbeat` every :data:`fleetcast.contract.heartbeat.INTERVAL_SECONDS`
 and withdraws with :meth:`Fleet.remove_heartbeat` when it exits. Commands the operator addresses to this pod
-(:class:`fleetcast.contract.commands.DrainCommand`) and announcements that channel policies changed reach the
-pod through callbacks given to :meth:`Fleet.start`; the fleet owns the tasks that read them and cancels them in
-:meth:`Fleet.close`. Commands are those sent after ``start`` (a command is for the pods alive when it was sent),
-each delivered once, in the order sent. Callbacks run on the event loop and must not block or raise.
+(:class:`fleetcast.contract.commands.DrainCommand`, :class:`~fleetcast.contract.commands.ShedCommand`) and
+announcements that channel policies changed reach the pod through callbacks given to :meth:`Fleet.start`; the
+fleet owns the tasks that read them and cancels them in :meth:`Fleet.close`. Commands are those sent after
+``start`` (a command is for the pods alive when it was sent), each delivered once, in the order sent. Callbacks
+run on the event loop and must not block or raise.
 
 Policy changes carry the family name, or ``None`` when the fleet may have missed announcements (it was
 disconnected) and the pod should reload every policy with :meth:`Fleet.policies`.
@@ -20,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from fleetcast.contract.commands import DrainCommand
+from fleetcast.contract.commands import Command
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.policy import ChannelPolicy
 
-CommandHandler = Callable[[DrainCommand], None]
+CommandHandler = Callable[[Command], None]
 """Called with each command addressed to this pod."""
 PolicyChangeHandler = Callable[[str | None], None]
 """Called with the family whose policy changed, or None: reload all."""
@@ -94,7 +95,7 @@ class MemoryFleet:
         self._on_command = None
         self._on_policy_change = None
 
-    def send(self, command: DrainCommand) -> None:
+    def send(self, command: Command) -> None:
         """Deliver a command as the operator would; commands for other pods are dropped, as on Redis."""
         if self._on_command is not None and command.pod == self._pod:
             self._on_command(command)

@@ -33,7 +33,7 @@ from fleetcast.broker.redis_common import (
     text,
     unavailable,
 )
-from fleetcast.contract.commands import DRAIN, DrainCommand
+from fleetcast.contract import commands
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy, delete_commands, store_commands
@@ -112,13 +112,15 @@ class RedisFleet:
             for entry_id, flat in entries:
                 self._control_cursor = text(entry_id)
                 fields = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
-                if fields.get("cmd") != DRAIN or fields.get("pod") != self._pod:
-                    continue  # another pod's, or a command this version does not know
+                if fields.get("pod") != self._pod:
+                    continue  # another pod's
                 try:
-                    command = DrainCommand.from_fields(fields)
+                    command = commands.parse(fields)
                 except ValueError:
                     log.warning("ignoring malformed control command %r", fields)
                     continue
+                if command is None:
+                    continue  # a command this version does not know
                 try:
                     on_command(command)
                 except Exception:

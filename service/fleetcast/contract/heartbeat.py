@@ -36,6 +36,12 @@ class Heartbeat:
     """While draining: connections not yet moved away."""
     ready: bool = True
     """The pod's own readiness (broker reachable, not draining)."""
+    shedding: bool = False
+    """True while a shed (rebalance) moves some of this pod's clients away; the pod stays ready meanwhile."""
+    shed_remaining: int = 0
+    """While shedding: sessions the shed has still to close."""
+    shed_round: str = ""
+    """The last shed round this pod took (see :class:`fleetcast.contract.commands.ShedCommand`)."""
     schema: int = SCHEMA
 
     @property
@@ -64,6 +70,9 @@ class Heartbeat:
                 draining=bool(raw.get("draining", False)),
                 remaining=int(raw.get("remaining", 0)),
                 ready=bool(raw.get("ready", True)),
+                shedding=bool(raw.get("shedding", False)),
+                shed_remaining=int(raw.get("shed_remaining", 0)),
+                shed_round=str(raw.get("shed_round", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"malformed heartbeat: {exc}") from exc

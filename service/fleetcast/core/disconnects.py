@@ -32,6 +32,9 @@ NORMAL = Disconnect(1000, "normal", "none")
 TOO_BIG = Disconnect(1009, "message too big", "none")
 INTERNAL = Disconnect(1011, "internal error", "backoff")
 DRAIN = Disconnect(1012, "drain", "reconnect")
+REBALANCE = Disconnect(1012, "rebalance", "reconnect")
+"""The pod holds more than its share of the fleet's clients: come back after ``after_ms`` (wherever the Service
+sends you; this pod stays ready and keeps serving)."""
 OVERLOADED = Disconnect(1013, "overloaded", "backoff")
 DRAINING = Disconnect(1013, "draining", "reconnect")
 """A new session reached a pod that is draining: come back after ``after_ms`` (to another pod)."""
@@ -46,6 +49,6 @@ RATE_LIMITED = Disconnect(4129, "rate limited", "backoff")
 BROKER_DOWN = Disconnect(1013, "broker unavailable", "backoff")
 
 ALL = (
-    NORMAL, TOO_BIG, INTERNAL, DRAIN, OVERLOADED, DRAINING, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN,
+    NORMAL, TOO_BIG, INTERNAL, DRAIN, REBALANCE, OVERLOADED, DRAINING, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN,
     UNKNOWN_CHANNEL, PROTOCOL_ERROR, SLOW_CONSUMER, RATE_LIMITED, BROKER_DOWN,
 )  # fmt: skip

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -48,6 +48,25 @@ class DrainSettings:
     endpoint change reach every node's proxy first (a probe period of 2 s plus propagation)."""
     reconnect_delay_ms: int = 1000
     """Upper bound of the per-client jittered ``after_ms``."""
+
+
+def jittered_after_ms(delay_ms: int) -> int:
+    """A per-client reconnect delay in ``[min(100, delay), delay]`` ms, so clients sent away together do not
+    arrive elsewhere in step."""
+    return random.randint(min(100, delay_ms), delay_ms) if delay_ms > 0 else 0
+
+
+def pacing(times: Sequence[float]) -> dict[str, float]:
+    """How closes at monotonic ``times`` were spread: seconds from first to last, and the most in any
+    one-second window."""
+    if not times:
+        return {"span_seconds": 0.0, "max_per_second": 0.0}
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return {"span_seconds": round(times[-1] - times[0], 3), "max_per_second": float(most)}
 
 
 class DrainController:
@@ -78,20 +97,11 @@ class DrainController:
 
     def pacing(self) -> dict[str, float]:
         """How the closes were spread: seconds from first to last, and the most in any one-second window."""
-        times = self.close_times
-        if not times:
-            return {"span_seconds": 0.0, "max_per_second": 0.0}
-        most, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= 1.0:
-                start += 1
-            most = max(most, end - start + 1)
-        return {"span_seconds": round(times[-1] - times[0], 3), "max_per_second": float(most)}
+        return pacing(self.close_times)
 
     def after_ms(self) -> int:
         """A per-client jittered reconnect delay, so a drained pod's clients do not arrive elsewhere in step."""
-        delay = self.settings.reconnect_delay_ms
-        return random.randint(min(100, delay), delay) if delay > 0 else 0
+        return jittered_after_ms(self.settings.reconnect_delay_ms)
 
     def begin(self, *, rate: float | None = None, timeout: float | None = None, exit: bool = False) -> bool:
         """Start draining; True if this call started it. A later call can only add ``exit``."""

@@ -107,6 +107,8 @@ class GatewaySnapshot:
     """Channels the embedded broker holds in this process (None on Redis, where streams expire on their own)."""
     multiplexed: MultiplexedStreams | None = None
     """Multiplexed SSE streams; None reports none."""
+    shed_remaining: int = 0
+    shed_closed: int = 0
 
 
 class GatewayCollector(Collector):
@@ -157,6 +159,14 @@ class GatewayCollector(Collector):
             "fleetcast_drain_remaining_sessions", "Sessions a running drain has still to close.", s.drain_remaining
         )
         yield CounterMetricFamily("fleetcast_drain_closed_sessions", "Sessions closed by drains.", s.drain_closed)
+        yield GaugeMetricFamily(
+            "fleetcast_shed_remaining_sessions",
+            "Sessions a running shed (rebalance) has still to close.",
+            s.shed_remaining,
+        )
+        yield CounterMetricFamily(
+            "fleetcast_shed_closed_sessions", "Sessions closed by sheds (rebalance), told to reconnect.", s.shed_closed
+        )
         yield GaugeMetricFamily("fleetcast_broker_ready", "1 while the broker (Redis) is reachable.", s.broker_ready)
         yield _labelled(
             CounterMetricFamily,

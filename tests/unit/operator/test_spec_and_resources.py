@@ -18,6 +18,9 @@ def test_defaults_match_the_crd() -> None:
     spec = parse_gateway_spec(BASE)
     assert (spec.scaling.min_replicas, spec.scaling.max_replicas, spec.scaling.target_per_pod) == (1, 10, 5000)
     assert (spec.scaling.tolerance, spec.scaling.down_stabilization, spec.drain.timeout_seconds) == (0.1, 300, 60)
+    rebalance = spec.rebalance
+    assert (rebalance.enabled, rebalance.tolerance, rebalance.max_reconnects_per_second) == (True, 0.2, 100.0)
+    assert rebalance.cooldown_seconds == 15
 
 
 @pytest.mark.parametrize(
@@ -31,6 +34,10 @@ def test_defaults_match_the_crd() -> None:
         ({"autoscaling": {"tolerance": 2}}, "autoscaling.tolerance"),
         ({"autoscaling": {"targetConnectionsPerPod": 0}}, "targetConnectionsPerPod"),
         ({"drain": {"timeoutSeconds": True}}, "drain.timeoutSeconds"),
+        ({"rebalance": {"tolerance": -0.1}}, "rebalance.tolerance"),
+        ({"rebalance": {"maxReconnectsPerSecond": 0}}, "rebalance.maxReconnectsPerSecond"),
+        ({"rebalance": {"enabled": "no"}}, "rebalance.enabled"),
+        ({"rebalance": {"cooldownSeconds": 1.5}}, "rebalance.cooldownSeconds"),
         ({"service": {"type": "ExternalName"}}, "spec.service.type"),
         ({"auth": {"defaultAnonymous": "yes"}}, "auth.defaultAnonymous"),
         ({"auth": {"allowedOrigins": ["example.com"]}}, "spec.auth.allowedOrigins"),
