@@ -77,6 +77,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("idle-channel-ttl", float, broker.idle_channel_ttl, "embedded broker: idle channel lifetime, s (0: forever)"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
+        ("gc-young-threshold", int, server.gc_young_threshold, "allocations between young-generation GCs; 0: Python's"),
         ("max-header-bytes", int, limits.max_header_bytes, "request line plus headers before 431"),
         ("header-timeout", float, limits.header_timeout, "seconds to send request line and headers before 408"),
         ("ws-ping-seconds", float, limits.ws_ping_seconds, "WebSocket pings; silent as long again: disconnected"),
@@ -126,7 +127,12 @@ def _add_drain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         server=ServerSettings(
-            host=args.host, port=args.port, pod_name=args.pod_name, gateway=args.gateway, namespace=args.namespace
+            host=args.host,
+            port=args.port,
+            pod_name=args.pod_name,
+            gateway=args.gateway,
+            namespace=args.namespace,
+            gc_young_threshold=args.gc_young_threshold,
         ),
         admin=AdminSettings(port=args.admin_port, token_file=args.admin_token_file or None),
         broker=BrokerSettings(
@@ -210,7 +216,7 @@ def serve(settings: Settings, log_level: str, admin_token: str | None) -> None:
     from fleetcast.app import create_app
     from fleetcast.observability import tracing
     from fleetcast.pod import Pod
-    from fleetcast.server import GatewayServer, listen
+    from fleetcast.server import GatewayServer, listen, tune_gc
     from fleetcast.transports.uvicorn_http import bounded_http_protocol
     from fleetcast.transports.uvicorn_ws import FleetcastWebSocketProtocol
 
@@ -241,6 +247,7 @@ def serve(settings: Settings, log_level: str, admin_token: str | None) -> None:
     where = f"{settings.server.host}:{settings.server.port}"
     admin = f"admin port {settings.admin.port}" if admin_token is not None else "no admin port"
     logging.getLogger("fleetcast").info("serving on %s, %s", where, admin)
+    tune_gc(settings.server.gc_young_threshold)
     try:
         GatewayServer(config, pod.drain).run(sockets=sockets)
     finally:

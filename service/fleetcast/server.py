@@ -14,6 +14,7 @@ status for as long as the drain runs, and both ports close together.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 from types import FrameType
@@ -66,3 +67,13 @@ class GatewayServer(uvicorn.Server):
                 self.should_exit = True
                 return
         super().handle_exit(sig, frame)
+
+
+def tune_gc(young_threshold: int) -> None:
+    """Freeze what start-up allocated (modules, settings, the app: never garbage, so never traversed again) and
+    let ``young_threshold`` allocations pass between young-generation collections; 0 leaves Python's default."""
+    gc.collect()
+    gc.freeze()
+    if young_threshold > 0:
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(young_threshold, middle, old)

@@ -21,6 +21,11 @@ class ServerSettings:
     """The Gateway resource this pod belongs to."""
     namespace: str = "default"
     """The Kubernetes namespace of that Gateway; with ``gateway`` it names the pod's Redis keys."""
+    gc_young_threshold: int = 0
+    """Allocations between two young-generation garbage collections; 0 keeps Python's default (700). Raising it
+    (50,000) cut connection set-up CPU by about a quarter but lengthened each collection's pause, and the
+    publish-to-deliver p99 with it (``docs/benchmarks.md``, "Garbage collection"): a knob for connection-storm
+    workloads, not a default."""
 
 
 @dataclass(frozen=True, slots=True)
