@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from fleetcast.core import disconnects
 from fleetcast.observability import tracing
+from fleetcast.session.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from fleetcast.session.session import Session
@@ -54,6 +55,12 @@ def jittered_after_ms(delay_ms: int) -> int:
     """A per-client reconnect delay in ``[min(100, delay), delay]`` ms, so clients sent away together do not
     arrive elsewhere in step."""
     return random.randint(min(100, delay_ms), delay_ms) if delay_ms > 0 else 0
+
+
+def paced_closes(rate: float) -> TokenBucket:
+    """The bucket a drain or a shed takes one token from per close: it holds at most 50 ms worth, so a late tick of
+    the loop may close a few at once, but no second ever sees more than ``rate`` plus that small burst."""
+    return TokenBucket(rate, burst=max(1.0, rate / 20))
 
 
 def pacing(times: Sequence[float]) -> dict[str, float]:
@@ -167,17 +174,11 @@ class DrainController:
         await asyncio.sleep(min(self.settings.propagation_seconds, max(0.0, deadline - time.monotonic())))
         self.accepting = False
         tracing.add_event("fleetcast.drain.refusing", {"fleetcast.sessions": len(self._sessions)}, span_name="drain")
-        # Step 4: paced closes, a token bucket holding at most 50 ms worth: a late tick of the
-        # loop may close a few at once, but no second ever sees more than the rate plus that small burst.
-        burst = max(1.0, rate / 20)
-        budget, last = 1.0, time.monotonic()
+        # Step 4: paced closes.
+        pace = paced_closes(rate)
         while self._sessions and time.monotonic() < deadline:
-            now = time.monotonic()
-            budget = min(burst, budget + rate * (now - last))
-            last = now
-            while budget >= 1.0 and self._sessions:
+            while self._sessions and pace.take() == 0.0:
                 self._close_one()
-                budget -= 1.0
             await asyncio.sleep(_TICK_SECONDS)
         # Step 5: the deadline passed (or nobody is left): close the rest at once.
         while self._sessions:

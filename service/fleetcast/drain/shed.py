@@ -8,8 +8,8 @@ sessions: a client told to go reconnects wherever the Service sends it, and one 
 1. picks ``count`` of the sessions open when it starts, spread over what they subscribe to: each group (transport
    and channel) gives up about the same fraction of its sessions, in an interleaved order, so no channel loses
    all its subscribers here at once and the channels' load moves in proportion;
-2. closes them paced at ``rate`` per second (the drain's token bucket), each told to come back after a jittered
-   ``after_ms`` (WebSocket: ``reconnect`` then close 1012 ``rebalance``; SSE: ``fleetcast.reconnect``); clients
+2. closes them paced at ``rate`` per second (the drain's bucket, ``paced_closes``), each told to come back after
+   a jittered ``after_ms`` (WebSocket: ``reconnect`` then close 1012 ``rebalance``; SSE: ``fleetcast.reconnect``); clients
    resume from their last id, so nothing is lost;
 3. stops when the count is reached, when the picked sessions are gone, or at once when a drain starts (the
    drain moves everyone anyway).
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fleetcast.core import disconnects
-from fleetcast.drain.controller import DrainSettings, jittered_after_ms, pacing
+from fleetcast.drain.controller import DrainSettings, jittered_after_ms, paced_closes, pacing
 from fleetcast.observability import tracing
 
 if TYPE_CHECKING:
@@ -157,15 +157,12 @@ class ShedController:
     async def _steps(self) -> None:
         start, closed_before = time.monotonic(), self.closed
         try:
-            budget, last = 1.0, time.monotonic()
+            pace = paced_closes(self._rate)
             while self._left > 0 and self._order and not self._halted():
-                now = time.monotonic()
-                rate = self._rate
-                budget = min(max(1.0, rate / 20), budget + rate * (now - last))
-                last = now
-                while budget >= 1.0 and self._left > 0 and self._order:
-                    if self._close_next():
-                        budget -= 1.0
+                if pace.rate != self._rate:  # a newer shed replaced this one's rate
+                    pace = paced_closes(self._rate)
+                while self._left > 0 and self._order and pace.take() == 0.0:
+                    self._close_next()
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
             halted = self._halted()
@@ -185,14 +182,15 @@ class ShedController:
             if self.on_state is not None:
                 asyncio.get_running_loop().call_soon(self.on_state)  # after the task is done: heartbeat says so
 
-    def _close_next(self) -> bool:
-        """Close the next picked session still open; False if it had gone already (costs no budget)."""
-        session = self._order.popleft()
-        if session not in self._sessions or session.wire.closed:
-            return False
-        self._sessions.discard(session)
-        session.close(disconnects.REBALANCE, jittered_after_ms(self.settings.reconnect_delay_ms))
-        self._left -= 1
-        self.closed += 1
-        self.close_times.append(time.monotonic())
-        return True
+    def _close_next(self) -> None:
+        """Close the next picked session still open; those gone already are skipped (they cost no token)."""
+        while self._order:
+            session = self._order.popleft()
+            if session not in self._sessions or session.wire.closed:
+                continue
+            self._sessions.discard(session)
+            session.close(disconnects.REBALANCE, jittered_after_ms(self.settings.reconnect_delay_ms))
+            self._left -= 1
+            self.closed += 1
+            self.close_times.append(time.monotonic())
+            return
