@@ -9,8 +9,8 @@ sessions: a client told to go reconnects wherever the Service sends it, and one 
    and channel) gives up about the same fraction of its sessions, in an interleaved order, so no channel loses
    all its subscribers here at once and the channels' load moves in proportion;
 2. closes them paced at ``rate`` per second (the drain's bucket, ``paced_closes``), each told to come back after
-   a jittered ``after_ms`` (WebSocket: ``reconnect`` then close 1012 ``rebalance``; SSE: ``fleetcast.reconnect``); clients
-   resume from their last id, so nothing is lost;
+   a jittered ``after_ms`` (WebSocket: ``reconnect`` then close 1012 ``rebalance``; SSE:
+   ``fleetcast.reconnect``); clients resume from their last id, so nothing is lost;
 3. stops when the count is reached, when the picked sessions are gone, or at once when a drain starts (the
    drain moves everyone anyway).
 
