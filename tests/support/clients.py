@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from fleetcast.client.sse_parse import Retry, SseParser
+
 
 @dataclass
 class SseFrame:
@@ -28,26 +30,15 @@ class SseFrame:
 
 
 async def sse_frames(response: httpx.Response) -> AsyncIterator[SseFrame | int]:
-    """Parse an SSE body: yields frames, and the value of each ``retry:`` line as an int."""
-    event, data, event_id = "message", [], None
+    """Parse an SSE body with the reference client's parser: yields frames, and the value of each ``retry:`` line
+    as an int."""
+    parser = SseParser()
     async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield SseFrame(event, "\n".join(data), event_id)
-            event, data, event_id = "message", [], None
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
-            elif name == "id":
-                event_id = value
-            elif name == "retry":
-                yield int(value)
+        item = parser.feed(line)
+        if isinstance(item, Retry):
+            yield item.ms
+        elif item is not None:
+            yield SseFrame(item.event, item.data, item.id)
 
 
 async def collect_sse(
