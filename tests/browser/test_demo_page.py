@@ -59,6 +59,8 @@ async def test_demo_page_is_live_and_says_what_a_reload_recovered(
     chat, score = f"chat:{name}", f"scores:{name}"
     page = await browser.new_page()
     await open_demo(page, demo_url(pod, transport, name))
+    # The pod's name arrives by its own fetch of /readyz, which may finish after the connection opened.
+    await page.wait_for_function("document.getElementById('pod').textContent !== '…'", timeout=10_000)
     assert await page.inner_text("#pod") == "gateway-7d9f-x2k4q"
     assert await page.is_hidden("#resume")
 
