@@ -1,9 +1,11 @@
 """JWT verification: one token in, a :class:`~fleetcast.auth.principal.Principal` or a clear refusal out.
 
-PyJWT does the cryptography and the registered claims (``exp``, ``nbf``, ``aud``, ``iss``, with a small leeway);
-this module decides *which key may verify which algorithm*, because that is where JWT libraries are misused:
+PyJWT does the cryptography; the registered claims (``exp``, ``nbf``, ``aud``, ``iss``, with a small leeway) are
+checked by PyJWT for asymmetric tokens and, with PyJWT's rules, by :mod:`fleetcast.auth.compact` for HMAC ones
+(the connection set-up path: a quarter of the cost). This module decides *which key may verify which algorithm*,
+because that is where JWT libraries are misused:
 
-- ``alg: none`` and any algorithm the configured keys cannot verify are refused before PyJWT runs;
+- ``alg: none`` and any algorithm the configured keys cannot verify are refused before any signature check;
 - HMAC algorithms (HS256/384/512) are verified only with the configured shared secret, never with a public
   key's bytes, so a token signed with the public key as an HMAC secret (algorithm confusion) fails;
 - an asymmetric algorithm is verified only with a key of its own type: RSA for RS*/PS*, the matching curve for
