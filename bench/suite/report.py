@@ -47,9 +47,11 @@ ROWS = [
         ">= 5x Socket.IO; keeps its lead over Nchan", check=lambda f, p: at_least("socketio", 5)(f, p)
         and all(f >= v for k, v in p.items() if k.startswith("nchan") and v is not None)),
     Row("W1", "p50 latency at saturation (200 probes)", "p50_ms", " ms"),
+    Row("W1", "deliveries per client read (above 1: events arrived merged)", "deliveries_per_read", "",
+        ratio=False),
     Row("W1s", "deliveries / server CPU-s, 1 ch -> 5,000 SSE, lock-step (Socket.IO: its WS W1)",
         "deliveries_per_cpu_s", "", ">= 1.0x Nchan", peer_workload="W1", check=at_least("nchan", 1.0)),
-    Row("W1s", "deliveries per client read (1 = no merged events)", "deliveries_per_read", "", ratio=False),
+    Row("W1s", "deliveries per client read (1: no events merged)", "deliveries_per_read", "", ratio=False),
     Row("W2", "deliveries / server CPU-s, 1,000 ch x 5 WS", "deliveries_per_cpu_s", "",
         ">= 2x Socket.IO, >= 0.7x Nchan",
         check=lambda f, p: at_least("socketio", 2)(f, p) and at_least("nchan", 0.7)(f, p)),
