@@ -182,22 +182,23 @@ def plots(data: dict[str, Any], out: Path) -> list[Path]:
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for server in ("fleetcast", *PEERS):
-        for r in runs:
-            if r["workload"] == "W3" and r["server"] == server and "result" in r:
-                qs = r["result"]["latency_quantiles_ms"]
-                ax.plot(qs, [i / len(qs) for i in range(len(qs))], color=colors[server], alpha=0.8,
-                        label=f"{server} rep {r['rep']}")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("publish -> deliver latency, ms (log)")
-    ax.set_ylabel("fraction of deliveries")
-    ax.set_title("W3: 2 pods via Redis, 20 events/s", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(out / "latency-cdf.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    latency = [r for s in ("fleetcast", *PEERS) for r in runs
+               if r["workload"] == "W3" and r["server"] == s and "result" in r]  # fmt: skip
+    if latency:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for r in latency:
+            qs = r["result"]["latency_quantiles_ms"]
+            ax.plot(qs, [i / len(qs) for i in range(len(qs))], color=colors[r["server"]], alpha=0.8,
+                    label=f"{r['server']} rep {r['rep']}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("publish -> deliver latency, ms (log)")
+        ax.set_ylabel("fraction of deliveries")
+        ax.set_title("W3: 2 pods via Redis, 20 events/s", fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out / "latency-cdf.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
 
     soak = [r for r in runs if r["workload"] == "W7" and "result" in r]
     if soak:
