@@ -49,6 +49,8 @@ ROWS = [
     Row("W1", "p50 latency at saturation (200 probes)", "p50_ms", " ms"),
     Row("W1", "deliveries per client read (above 1: events arrived merged)", "deliveries_per_read", "",
         ratio=False),
+    Row("W1p", "deliveries / server CPU-s, 1 ch -> 5,000 WS, lock-step", "deliveries_per_cpu_s", "",
+        "keeps its lead", check=lambda f, p: all(v is None or f >= v for v in p.values())),
     Row("W1s", "deliveries / server CPU-s, 1 ch -> 5,000 SSE, lock-step (Socket.IO: its WS W1)",
         "deliveries_per_cpu_s", "", ">= 1.0x Nchan", peer_workload="W1", check=at_least("nchan", 1.0)),
     Row("W1s", "deliveries per client read (1: no events merged)", "deliveries_per_read", "", ratio=False),

@@ -163,6 +163,12 @@ async def w1(ctx: Context, server: str) -> dict[str, Any]:
     return await fan_out(ctx, server, KIND[server], ["fanout"], s.w1_subscribers, s.w1_events, "W1")
 
 
+async def w1p(ctx: Context, server: str) -> dict[str, Any]:
+    """W1 in lock-step: the cost of one event over WebSocket with nothing to merge (W1 measures bursts)."""
+    s = ctx.sizes
+    return await fan_out(ctx, server, KIND[server], ["fanout"], s.w1_subscribers, s.w1_events, "W1p", paced=True)
+
+
 async def w1s(ctx: Context, server: str) -> dict[str, Any]:
     s = ctx.sizes
     return await fan_out(ctx, server, SSE_KIND[server], ["fanout"], s.w1_subscribers, s.w1_events, "W1s", paced=True)
@@ -182,7 +188,9 @@ async def w3(ctx: Context, server: str) -> dict[str, Any]:
         procs.pod(server, ctx.redis, ctx.workdir, "b") as b,
         procs.load_client(ctx.workdir) as client,
     ):
-        await client.connect(kind=KIND[server], port=b.port, n=s.w3_subscribers, channels=["latency"], probe=-1)
+        # tracked: the publisher sends one at a time, so seq order is the servers' order
+        await client.connect(kind=KIND[server], port=b.port, n=s.w3_subscribers, channels=["latency"], probe=-1,
+                             track=True)  # fmt: skip
         await asyncio.sleep(1.0)
         await client.call(cmd="reset")
         async with Publisher(a.port, 4, server) as publisher, profiled(ctx, b.pid, f"W3-{server}"):
@@ -190,6 +198,9 @@ async def w3(ctx: Context, server: str) -> dict[str, Any]:
                 sent = await publisher.at_rate("latency", 20.0, s.w3_seconds)
                 answer = await client.call(cmd="wait", expected=sent * s.w3_subscribers, timeout=30, detail=True)
         expect(answer, sent * s.w3_subscribers, "W3")
+        if answer["min_per_conn"] != sent or answer["max_per_conn"] != sent or answer["duplicates"] or answer["gaps"]:
+            raise RuntimeError(f"W3: per subscriber {answer['min_per_conn']}..{answer['max_per_conn']} of {sent} "
+                               f"({answer['errors']})")  # fmt: skip
     return {
         "events": sent,
         "deliveries": answer["events"],
@@ -389,6 +400,7 @@ Workload = Callable[[Context, str], Awaitable[dict[str, Any]]]
 
 WORKLOADS: dict[str, tuple[Workload, tuple[str, ...]]] = {
     "W1": (w1, ("fleetcast", "socketio", *NCHAN)),
+    "W1p": (w1p, ("fleetcast", "socketio", *NCHAN)),
     "W1s": (w1s, ("fleetcast", *NCHAN)),
     "W2": (w2, ("fleetcast", "socketio", *NCHAN)),
     "W3": (w3, ("fleetcast", "socketio", "nchan")),  # two pods through Redis: Nchan's memory store is one pod's
