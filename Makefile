@@ -55,7 +55,7 @@ NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
 bench: $(STAMP) system-deps $(PEER)/node_modules $(NCHAN_MODULE)
 	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.suite $(BENCH_ARGS)
 
-## Smoke in about 5 minutes: W1, W3, W5 and W8 against every server, once, with the ratios.
+## Smoke in about 4 minutes: W1, W3, W5 and W8 against every server, once, with the ratios.
 bench-quick: $(STAMP) system-deps $(PEER)/node_modules $(NCHAN_MODULE)
 	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.suite --quick $(BENCH_ARGS)
 
