@@ -52,6 +52,15 @@ class CoalescingBroker:
     def ready(self) -> bool:
         return self._inner.ready
 
+    def ready_for(self, channel: str) -> bool:
+        return self._inner.ready_for(channel)
+
+    @property
+    def shards(self) -> dict[str, bool] | None:
+        """The inner broker's shards and their reachability (Redis Cluster), else None."""
+        shards: dict[str, bool] | None = getattr(self._inner, "shards", None)
+        return shards
+
     @property
     def channels_held(self) -> int | None:
         return self._inner.channels_held

@@ -86,6 +86,9 @@ class MemoryBroker:
     def ready(self) -> bool:
         return True
 
+    def ready_for(self, channel: str) -> bool:
+        return True
+
     @property
     def channels_held(self) -> int:
         return len(self._streams)
