@@ -48,6 +48,22 @@ def port(raw: str) -> int:
     return value
 
 
+def redis_mode(raw: str) -> str:
+    """``standalone`` or ``cluster``."""
+    value = raw.strip().lower()
+    if value not in ("standalone", "cluster"):
+        raise ValueError(raw)
+    return value
+
+
+def replicas(raw: str) -> int:
+    """A number of replicas, 0 or more."""
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
     server, limits, drain, auth = ServerSettings(), LimitSettings(), DrainSettings(), AuthSettings()
@@ -60,7 +76,9 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
         ("gateway", str, server.gateway, "the Gateway this pod belongs to"),
         ("namespace", str, server.namespace, "the Gateway's Kubernetes namespace (names the Redis keys)"),
-        ("redis-url", str, None, "Redis to share events through (unset: the embedded broker)"),
+        ("redis-url", str, None, "Redis to share events through (unset: the embedded broker); cluster: seed list"),
+        ("redis-mode", redis_mode, broker.redis_mode, "'standalone' Redis or 'cluster' (Redis Cluster, 7.0+)"),
+        ("redis-wait-replicas", replicas, broker.redis_wait_replicas, "replicas that must hold a publish before 201"),
         ("publish-key", str, None, "one API key (named 'default') backends publish with"),
         ("publish-keys-dir", str, None, "directory of API keys, one file per key (a mounted Secret)"),
         ("jwt-secret-file", str, None, "file with the shared secret of HS256/384/512 tokens"),
@@ -137,6 +155,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admin=AdminSettings(port=args.admin_port, token_file=args.admin_token_file or None),
         broker=BrokerSettings(
             redis_url=args.redis_url or None,
+            redis_mode=args.redis_mode,
+            redis_wait_replicas=args.redis_wait_replicas,
             history_max_events=args.history_max_events,
             idle_channel_ttl=args.idle_channel_ttl if args.idle_channel_ttl > 0 else None,
             strict_channels=args.strict_channels,

@@ -140,24 +140,19 @@ class RedisCluster:
         roles = self.roles()
         return [n for n in self.alive() if roles.get(n.port) == "master"]
 
-    def node_of_slot(self, slot: int) -> ClusterNode:
-        """The live master serving ``slot`` (as CLUSTER SHARDS reports it on any live node)."""
+    def slot_owners(self) -> dict[int, ClusterNode]:
+        """Slot -> the live master serving it, as each master reports its own slots (``CLUSTER NODES``)."""
+        owners = {}
         for node in self.masters():
-            if self._serves(node, slot):
-                return node
-        raise LookupError(f"no live master serves slot {slot}")
-
-    @staticmethod
-    def _serves(node: ClusterNode, slot: int) -> bool:
-        for line in node.cli("CLUSTER", "NODES").splitlines():
-            parts = line.split()
-            if "myself" not in parts[2]:
-                continue
-            for span in parts[8:]:
-                low, _, high = span.partition("-")
-                if low.isdigit() and int(low) <= slot <= int(high or low):
-                    return True
-        return False
+            for line in node.cli("CLUSTER", "NODES").splitlines():
+                parts = line.split()
+                if "myself" not in parts[2]:
+                    continue
+                for span in parts[8:]:
+                    low, _, high = span.partition("-")
+                    if low.isdigit():
+                        owners.update(dict.fromkeys(range(int(low), int(high or low) + 1), node))
+        return owners
 
     def cleanup(self) -> None:
         for node in self.nodes:

@@ -124,6 +124,11 @@ class Broker(Protocol):
         ...
 
     @property
+    def shards(self) -> dict[str, bool] | None:
+        """Each shard of the store (``host:port``) and whether it is reachable; None where there is one store."""
+        ...
+
+    @property
     def channels_held(self) -> int | None:
         """Channels whose history this process holds in its memory; None where the store is elsewhere (Redis)."""
         ...

@@ -57,9 +57,7 @@ class CoalescingBroker:
 
     @property
     def shards(self) -> dict[str, bool] | None:
-        """The inner broker's shards and their reachability (Redis Cluster), else None."""
-        shards: dict[str, bool] | None = getattr(self._inner, "shards", None)
-        return shards
+        return self._inner.shards
 
     @property
     def channels_held(self) -> int | None:

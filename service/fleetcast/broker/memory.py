@@ -90,6 +90,10 @@ class MemoryBroker:
         return True
 
     @property
+    def shards(self) -> None:
+        return None
+
+    @property
     def channels_held(self) -> int:
         return len(self._streams)
 

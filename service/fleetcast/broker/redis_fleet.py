@@ -10,6 +10,11 @@ Two listeners run per pod, each on its own connection, each reconnecting with ca
 after a reconnect from the last command it saw, so a command sent during a blip still arrives; one
 ``SUBSCRIBE`` to policy announcements, which after every re-subscription reports ``None`` ("reload all"),
 since announcements made while it was away are gone.
+
+On a Redis Cluster (``mode="cluster"``) each of these keys lives in the slot its name hashes to (no two are ever
+touched by one command, so they need no common hash tag); the listeners connect to the node serving their key and,
+after losing it, re-read the topology before reconnecting, so they follow a failover. Policy announcements stay
+classic ``PUBLISH``: a cluster forwards those to every node, and they are rare.
 """
 
 from __future__ import annotations
@@ -22,21 +27,13 @@ import math
 from redis.asyncio.connection import Connection
 
 from fleetcast.broker.fleet import CommandHandler, PolicyChangeHandler
-from fleetcast.broker.redis_common import (
-    TRANSIENT,
-    Backoff,
-    dedicated_connection,
-    execute,
-    make_client,
-    make_pool,
-    stop_task,
-    text,
-    unavailable,
-)
+from fleetcast.broker.redis_common import TRANSIENT, Backoff, execute, stop_task, text, unavailable
+from fleetcast.broker.redis_connect import Mode, connect
 from fleetcast.contract import commands
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy, delete_commands, store_commands
+from fleetcast.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +44,22 @@ class RedisFleet:
     """A :class:`fleetcast.broker.fleet.Fleet` on Redis, for pod ``pod`` of gateway ``gateway`` in Kubernetes
     namespace ``namespace``."""
 
-    def __init__(self, url: str, *, gateway: str, pod: str, namespace: str = "default", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        gateway: str,
+        pod: str,
+        namespace: str = "default",
+        timeout: float = 2.0,
+        mode: Mode = "standalone",
+    ) -> None:
         self.gateway = gateway
         self.keys = Keys(namespace, gateway)
         self._pod = pod
         self._timeout = timeout
-        self._pool = make_pool(url, timeout=timeout, max_connections=4)
-        self._client = make_client(self._pool)
+        self._target = connect(url, mode=mode, timeout=timeout, max_connections=4)
+        self._client = self._target.client
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._control_cursor: str | None = None
@@ -64,7 +70,8 @@ class RedisFleet:
 
     async def start(self, *, on_command: CommandHandler, on_policy_change: PolicyChangeHandler) -> None:
         # Commands are for the pods alive when they were sent: start after the stream's current end.
-        with contextlib.suppress(*TRANSIENT):
+        with contextlib.suppress(*TRANSIENT, BrokerUnavailable):
+            await self._target.refresh()
             self._control_cursor = await self._control_end()
         self._tasks = [
             asyncio.create_task(self._listen_commands(on_command), name="fleetcast-fleet-commands"),
@@ -76,8 +83,7 @@ class RedisFleet:
         for task in self._tasks:
             await stop_task(task, timeout=self._timeout + 2)
         self._tasks = []
-        await self._client.aclose()
-        await self._pool.disconnect()
+        await self._target.close()
 
     async def _control_end(self) -> str:
         last = await execute(self._client, "XREVRANGE", self.keys.control, "+", "-", "COUNT", 1)
@@ -86,9 +92,9 @@ class RedisFleet:
     async def _listen_commands(self, on_command: CommandHandler) -> None:
         backoff = Backoff()
         while not self._stopping:
-            conn = dedicated_connection(self._pool)
+            conn: Connection | None = None
             try:
-                await conn.connect()  # type: ignore[no-untyped-call]
+                conn = await self._connect(self.keys.control)
                 if self._control_cursor is None:  # Redis was down at start: "now" is when it came back
                     self._control_cursor = await self._control_end()
                 backoff.reset()
@@ -99,8 +105,25 @@ class RedisFleet:
             except Exception:
                 log.exception("control stream listener failed; reconnecting")
             finally:
-                await conn.disconnect(nowait=True)
+                await self._disconnect(conn)
             await asyncio.sleep(backoff.next())
+
+    async def _connect(self, key: str) -> Connection:
+        """A dedicated connection to the node serving ``key``; on a cluster, a failed attempt re-reads the
+        topology first, so the next one goes to whichever node serves the key by then."""
+        try:
+            conn = self._target.connection_for(key)
+            await conn.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._target.refresh()
+            raise
+        return conn
+
+    @staticmethod
+    async def _disconnect(conn: Connection | None) -> None:
+        if conn is not None:
+            await conn.disconnect(nowait=True)
 
     async def _read_commands(self, conn: Connection, on_command: CommandHandler) -> None:
         key = self.keys.control
@@ -130,9 +153,9 @@ class RedisFleet:
         backoff = Backoff()
         first = True
         while not self._stopping:
-            conn = dedicated_connection(self._pool)
+            conn: Connection | None = None
             try:
-                await conn.connect()  # type: ignore[no-untyped-call]
+                conn = await self._connect(self.keys.policies_changed)
                 await conn.send_command("SUBSCRIBE", self.keys.policies_changed)
                 idle = 0.0
                 while not self._stopping:
@@ -157,7 +180,7 @@ class RedisFleet:
             except Exception:
                 log.exception("policy subscription failed; reconnecting")
             finally:
-                await conn.disconnect(nowait=True)
+                await self._disconnect(conn)
             await asyncio.sleep(backoff.next())
 
     @staticmethod
