@@ -48,6 +48,8 @@ class ClusterNode:
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
             # A replica whose master died at once may take over (no stale-data guard in a test).
             "--cluster-replica-validity-factor", "0",
+            # The other shards keep serving while one has no master (the default stops the whole cluster).
+            "--cluster-require-full-coverage", "no",
             "--save", "",
             "--appendonly", "no",
             "--protected-mode", "yes",

@@ -292,6 +292,8 @@ class NotifyReader(LiveReader):
     MESSAGE = b"message"
     CONFIRM = b"subscribe"
     REVOKE = b"unsubscribe"
+    SUBSCRIBE_BATCH = 500
+    """Channels per subscribe command when a session subscribes everything again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -311,9 +313,10 @@ class NotifyReader(LiveReader):
         for cursor in cursors:
             cursor.syncing, cursor.buffer, cursor.overflowed = True, [], False
             waiting.append(self._expect_confirmation(self.keys.notify(cursor.channel).encode()))
-        for start in range(0, len(cursors), 500):
+        batch = self.SUBSCRIBE_BATCH
+        for start in range(0, len(cursors), batch):
             await conn.send_command(
-                self.SUBSCRIBE, *(self.keys.notify(c.channel) for c in cursors[start : start + 500])
+                self.SUBSCRIBE, *(self.keys.notify(c.channel) for c in cursors[start : start + batch])
             )
         if not cursors:
             await conn.send_command("PING")

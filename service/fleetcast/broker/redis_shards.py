@@ -49,6 +49,7 @@ class ShardReader(NotifyReader):
     MESSAGE = b"smessage"
     CONFIRM = b"ssubscribe"
     REVOKE = b"sunsubscribe"
+    SUBSCRIBE_BATCH = 1  # one SSUBSCRIBE may only name channels of one slot; the commands go out pipelined
 
     def __init__(self, node: str, *args: Any, on_revoked: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

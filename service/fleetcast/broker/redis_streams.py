@@ -150,7 +150,8 @@ class RedisStreamsBroker:
                 with unavailable(what):
                     return await call
         except BrokerUnavailable:
-            self._set_ready(False)
+            if not self._target.cluster:  # a cluster's readiness is per shard: its readers keep it
+                self._set_ready(False)
             raise
 
     async def publish(
