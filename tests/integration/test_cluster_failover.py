@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def victims_of(cluster: RedisCluster, victim: ClusterNode) -> set[str]:
 
 def longest_pause(times: list[float], start: float, end: float) -> float:
     marks = [start, *(t for t in times if start <= t <= end), end]
-    return max(b - a for a, b in zip(marks, marks[1:], strict=False))
+    return max(b - a for a, b in itertools.pairwise(marks))
 
 
 @pytest.mark.parametrize("wait_replicas", [0, 1])
@@ -117,7 +118,8 @@ async def test_killing_a_master_while_publishing(cluster: RedisCluster, wait_rep
     args += ["--redis-wait-replicas", str(wait_replicas)]
     victim = cluster.masters()[0]
     doomed = victims_of(cluster, victim)
-    assert doomed and len(doomed) < len(CHANNELS)
+    assert doomed
+    assert len(doomed) < len(CHANNELS)
     healthy = sorted(set(CHANNELS) - doomed)
     with gateway(*args) as pod:
         acks = {c: Acks() for c in CHANNELS}
@@ -144,7 +146,6 @@ async def test_killing_a_master_while_publishing(cluster: RedisCluster, wait_rep
                 async with asyncio.timeout(RESUME_WITHIN + 5):
                     while not all(acks[c].times and acks[c].times[-1] > killed_at + 0.5 for c in doomed):
                         await asyncio.sleep(0.05)
-                resumed_at = time.monotonic()
                 await asyncio.sleep(RUN_AFTER_RESUME)
             finally:
                 stop.set()
@@ -187,8 +188,8 @@ async def test_killing_a_master_while_publishing(cluster: RedisCluster, wait_rep
         assert firsts == sorted(firsts), f"{channel}: out of order {got[channel]}"
         assert set(acks[channel].ids) <= set(firsts), f"{channel}: acknowledged events missing"
     lost_total = sum(len(v) for v in lost.values())
-    print(f"acknowledged events lost: {lost_total} of {sum(len(a.ids) for a in acks.values())}; gap signals: "
-          f"{len(gaps)}; refused publishes: {sum(a.refused for a in acks.values())}; up again at {resumed_at:.0f}")  # fmt: skip
+    acked, refused = sum(len(a.ids) for a in acks.values()), sum(a.refused for a in acks.values())
+    print(f"acknowledged events lost: {lost_total} of {acked}; gap signals: {len(gaps)}; refused: {refused}")
     if wait_replicas:
         assert lost_total == 0, lost
 
