@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Literal
-from urllib.parse import urlsplit
 
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -29,33 +27,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from fleetcast.broker.redis_common import TRANSIENT, Client, dedicated_connection, make_client, make_pool, unavailable
+from fleetcast.contract.redis_url import MODES, Mode, seed_nodes
 from fleetcast.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["standalone", "cluster"]
-MODES: tuple[Mode, ...] = ("standalone", "cluster")
-
-
-def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
-    """Split a cluster URL into a single-node URL (scheme, credentials, options: what every node shares) and the
-    seed list. Raises ValueError with a readable message for anything else."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"a Redis URL starts with redis:// or rediss://, not {url.split('://')[0]!r}://")
-    credentials, _, hosts = parts.netloc.rpartition("@")
-    seeds = []
-    for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"seed {item.strip()!r} of the Redis URL is not host:port")
-        seeds.append((host.strip("[]"), int(port)))
-    if parts.path not in ("", "/", "/0"):
-        raise ValueError("a Redis Cluster has only database 0; drop the path from the Redis URL")
-    first = f"{parts.scheme}://{credentials + '@' if credentials else ''}{seeds[0][0]}:{seeds[0][1]}"
-    if parts.query:
-        first += "?" + parts.query
-    return first, seeds
 
 
 class RedisTarget:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Sequence
 
 from redis.asyncio.connection import Connection
 
@@ -222,14 +223,21 @@ class RedisFleet:
 
     async def set_policy(self, family: str, policy: ChannelPolicy) -> None:
         with unavailable("set policy"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                for command in store_commands(self.keys, family, policy.to_json()):
-                    pipe.execute_command(*command)
-                await pipe.execute()
+            await self._run(store_commands(self.keys, family, policy.to_json()))
 
     async def delete_policy(self, family: str) -> None:
         with unavailable("delete policy"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                for command in delete_commands(self.keys, family):
-                    pipe.execute_command(*command)
-                await pipe.execute()
+            await self._run(delete_commands(self.keys, family))
+
+    async def _run(self, commands: Sequence[Sequence[str]]) -> None:
+        """A policy write and its announcement: one MULTI on one server; on a cluster one by one, in order
+        (redis-py refuses a MULTI naming a pub/sub channel of another slot), so a pod that hears the announcement
+        reads the new record."""
+        if self._target.cluster:
+            for command in commands:
+                await execute(self._client, *command)
+            return
+        async with self._client.pipeline(transaction=True) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            await pipe.execute()
