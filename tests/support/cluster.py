@@ -156,6 +156,17 @@ class RedisCluster:
                         owners.update(dict.fromkeys(range(int(low), int(high or low) + 1), node))
         return owners
 
+    def move_slot(self, slot: int, source: ClusterNode, target: ClusterNode) -> None:
+        """Reshard one slot from ``source`` to ``target`` the way ``redis-cli --cluster reshard`` does: mark it
+        importing/migrating, MIGRATE its keys in batches, then assign it to ``target`` on every master."""
+        source_id, target_id = (n.cli("CLUSTER", "MYID").strip() for n in (source, target))
+        target.cli("CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        source.cli("CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        while keys := source.cli("CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            source.cli("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys)
+        for node in (target, source, *(m for m in self.masters() if m not in (source, target))):
+            node.cli("CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+
     def cleanup(self) -> None:
         for node in self.nodes:
             node.stop()
