@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from fleetcast.contract.keys import Keys
-from tests.support.clients import ws_client, ws_recv, ws_send
+from tests.support.clients import SseFrame, sse_frames, ws_client, ws_recv, ws_send
 from tests.support.cluster import ClusterNode, RedisCluster, redis_cluster
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 
@@ -85,8 +85,11 @@ async def subscriber(pod: GatewayProcess, got: dict[str, list[int]], gaps: list[
                 got[message["channel"]].append(message["data"]["n"])
 
 
-async def readiness(pod: GatewayProcess, victim: str, other: str, seen: list[tuple[int, int, int]]) -> None:
-    """Poll ``/readyz`` (whole pod, a victim channel, a healthy channel) every 100 ms."""
+async def readiness(
+    pod: GatewayProcess, victim: str, other: str, seen: list[tuple[int, int, int]], sse: list[tuple[int, str]]
+) -> None:
+    """Poll ``/readyz`` (whole pod, a victim channel, a healthy channel) every 100 ms. The first time the victim
+    channel is down, also open an SSE stream on it and record its status and first event (or "" if none)."""
     async with httpx.AsyncClient(base_url=pod.url, timeout=2) as client:
         while True:
             codes = []
@@ -95,7 +98,23 @@ async def readiness(pod: GatewayProcess, victim: str, other: str, seen: list[tup
                     codes.append((await client.get(f"/readyz{query}")).status_code)
             if len(codes) == 3:
                 seen.append((codes[0], codes[1], codes[2]))
+                if codes[1] == 503 and not sse:
+                    sse.append(await first_sse_event(client, victim))
             await asyncio.sleep(0.1)
+
+
+async def first_sse_event(client: httpx.AsyncClient, channel: str) -> tuple[int, str]:
+    """Status of an SSE subscribe and the name of its first event within 2 s ("" if none came)."""
+    headers = {"Accept": "text/event-stream"}
+    async with client.stream("GET", f"/v1/channels/{channel}/events", headers=headers) as response:
+        event = ""
+        with contextlib.suppress(TimeoutError, httpx.TransportError):
+            async with asyncio.timeout(2):
+                async for frame in sse_frames(response):
+                    if isinstance(frame, SseFrame):
+                        event = frame.event
+                        break
+        return response.status_code, event
 
 
 def victims_of(cluster: RedisCluster, victim: ClusterNode) -> set[str]:
@@ -126,12 +145,13 @@ async def test_killing_a_master_while_publishing(cluster: RedisCluster, wait_rep
         got: dict[str, list[int]] = {c: [] for c in CHANNELS}
         gaps: list[str] = []
         seen: list[tuple[int, int, int]] = []
+        sse: list[tuple[int, str]] = []
         stop, subscribed = asyncio.Event(), asyncio.Event()
         async with httpx.AsyncClient(base_url=pod.url, timeout=5) as client:
             reader = asyncio.create_task(subscriber(pod, got, gaps, subscribed))
             await asyncio.wait_for(subscribed.wait(), 15)
             publishers = [asyncio.create_task(publisher(client, c, acks[c], stop)) for c in CHANNELS]
-            probe = asyncio.create_task(readiness(pod, sorted(doomed)[0], healthy[0], seen))
+            probe = asyncio.create_task(readiness(pod, sorted(doomed)[0], healthy[0], seen, sse))
             try:
                 await asyncio.sleep(KILL_AFTER)
                 killed_at = time.monotonic()
@@ -182,6 +202,12 @@ async def test_killing_a_master_while_publishing(cluster: RedisCluster, wait_rep
     assert any(code == (200, 503, 200) for code in seen), seen
     assert all(whole == 200 and other == 200 for whole, _, other in seen), seen
     assert seen[-1] == (200, 200, 200), seen[-1]
+    # An SSE subscribe to a channel of the dead shard is never a 5xx (EventSource would stop for good): 200 and
+    # a reconnect event, unless the shard came back before the stream opened (then an ordinary subscription).
+    assert sse, "an SSE subscribe was tried while the shard was down"
+    assert sse[0][0] == 200, sse
+    assert sse[0][1] in ("fleetcast.reconnect", ""), sse
+    print(f"SSE subscribe while the shard was down: {sse[0]}")
     # Subscribers: every acknowledged event, in order; a replay after a gap signal repeats, never reorders.
     for channel in CHANNELS:
         firsts = list(dict.fromkeys(got[channel]))

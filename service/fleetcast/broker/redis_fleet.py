@@ -24,6 +24,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio.connection import Connection
 
@@ -191,17 +192,21 @@ class RedisFleet:
         except Exception:
             log.exception("policy change handler failed for %r", family)
 
+    async def _command(self, what: str, *args: str) -> Any:
+        """One command through the bounded pool (on a cluster: a bounded number in flight, waited for), with Redis
+        failures as BrokerUnavailable."""
+        async with self._target.slot():
+            with unavailable(what):
+                return await execute(self._client, *args)
+
     async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
-        with unavailable("heartbeat"):
-            await execute(self._client, "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json())
+        await self._command("heartbeat", "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json())
 
     async def remove_heartbeat(self, pod: str) -> None:
-        with unavailable("heartbeat"):
-            await execute(self._client, "HDEL", self.keys.pods, pod)
+        await self._command("heartbeat", "HDEL", self.keys.pods, pod)
 
     async def heartbeats(self) -> dict[str, Heartbeat]:
-        with unavailable("heartbeats"):
-            raw = await execute(self._client, "HGETALL", self.keys.pods)
+        raw = await self._command("heartbeats", "HGETALL", self.keys.pods)
         records = {}
         for pod, record in raw.items():
             try:
@@ -211,8 +216,7 @@ class RedisFleet:
         return records
 
     async def policies(self) -> dict[str, ChannelPolicy]:
-        with unavailable("policies"):
-            raw = await execute(self._client, "HGETALL", self.keys.policies)
+        raw = await self._command("policies", "HGETALL", self.keys.policies)
         policies = {}
         for family, record in raw.items():
             try:
@@ -222,12 +226,14 @@ class RedisFleet:
         return policies
 
     async def set_policy(self, family: str, policy: ChannelPolicy) -> None:
-        with unavailable("set policy"):
-            await self._run(store_commands(self.keys, family, policy.to_json()))
+        async with self._target.slot():
+            with unavailable("set policy"):
+                await self._run(store_commands(self.keys, family, policy.to_json()))
 
     async def delete_policy(self, family: str) -> None:
-        with unavailable("delete policy"):
-            await self._run(delete_commands(self.keys, family))
+        async with self._target.slot():
+            with unavailable("delete policy"):
+                await self._run(delete_commands(self.keys, family))
 
     async def _run(self, commands: Sequence[Sequence[str]]) -> None:
         """A policy write and its announcement: one MULTI on one server; on a cluster one by one, in order
