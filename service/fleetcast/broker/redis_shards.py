@@ -107,6 +107,8 @@ class ShardedReader:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._unsettled = True
         self._wake = asyncio.Event()
+        self._syncing = asyncio.Lock()
+        """One topology sync at a time (the loop's, or a watch's that found no reader for its node)."""
         self.stopping = False
 
     # -- what the broker asks -------------------------------------------------------------------------------------
@@ -181,6 +183,10 @@ class ShardedReader:
     async def _sync(self) -> bool:
         """Readers for the current masters, each cursor on the reader of its slot's node. True when all is in
         place (no cursor left on a node that does not serve it, no shard down)."""
+        async with self._syncing:
+            return await self._sync_once()
+
+    async def _sync_once(self) -> bool:
         masters = set(self._target.masters())
         for node in sorted(masters - self.shards.keys()):
             log.info("redis cluster: reading shard %s", node)
