@@ -229,3 +229,18 @@ def test_the_signature_is_checked_before_the_payload_is_read() -> None:
     header = b64(json.dumps({"alg": "HS256"}).encode())
     forged = f"{header}.{b64(b'{not json')}.{b64(b'x' * 32)}"
     assert ours(forged, "HS256", None, None) == ("refused", jwt.InvalidSignatureError)
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS512"])
+def test_only_the_canonical_last_character_of_a_segment_is_accepted(alg: str) -> None:
+    """Every character in the last place of the signature (HS256: 2 spare bits, HS512: 4): only the one the
+    signer wrote is accepted; the others either change the bytes or only the spare bits, and both are refused."""
+    token = sign({"alg": alg}, {"sub": "u1"})
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    verdicts = {}
+    for last in alphabet:
+        variant = token[:-1] + last
+        (verdict, _), (expected, _) = compare(variant, alg, None, None)
+        assert verdict == expected, last
+        verdicts[last] = verdict
+    assert [last for last, verdict in verdicts.items() if verdict == "accepted"] == [token[-1]]
