@@ -4,6 +4,7 @@ operator's Redis client, both in cluster mode, and the operator's stream statist
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 
 from fleetcast.broker.base import Retention
@@ -16,6 +17,7 @@ from fleetcast.contract.policy import ChannelPolicy
 from fleetcast_operator.fleet_redis import FleetRedis
 from tests.contract.test_fleet import Inbox
 from tests.support.cluster import RedisCluster
+from tests.support.processes import PYTHON
 
 
 async def started(url: str, gateway: str, pod: str, inbox: Inbox) -> RedisFleet:
@@ -74,3 +76,16 @@ async def test_operator_stream_stats_cover_every_master(shared_cluster: RedisClu
     finally:
         await operator.close()
         await broker.close()
+
+
+async def test_channel_cli_writes_a_policy_on_a_cluster(shared_cluster: RedisCluster) -> None:
+    """``fleetcast channel set --redis-mode cluster`` stores the policy where pods in cluster mode read it."""
+    command = [PYTHON, "-m", "fleetcast", "channel", "set", "cli", "--max-events", "9", "--gateway", "gw-cli"]
+    command += ["--redis-url", shared_cluster.url, "--redis-mode", "cluster"]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pod = RedisFleet(shared_cluster.url, gateway="gw-cli", pod="p", mode="cluster", timeout=1.0)
+    try:
+        assert (await pod.policies())["cli"].history_max_events == 9
+    finally:
+        await pod.close()
