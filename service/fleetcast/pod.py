@@ -192,6 +192,7 @@ class Pod:
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
             broker_channels=self.broker.channels_held,
+            broker_shards=self.broker.shards,
             multiplexed=self.multiplexed,
             shed_remaining=self.shed.remaining,
             shed_closed=self.shed.closed,

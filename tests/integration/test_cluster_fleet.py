@@ -14,7 +14,7 @@ from fleetcast.contract.keys import Keys
 from tests.support.clients import publish, ws_client, ws_recv, ws_send
 from tests.support.cluster import RedisCluster, redis_cluster
 from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
-from tests.support.mux import MuxFrame, mux_stream
+from tests.support.mux import MuxFrame, admin_client, mux_stream
 
 CHANNELS = [f"room:c{i}" for i in range(200)]
 PER_CHANNEL = 5
@@ -92,7 +92,8 @@ async def test_two_pods_deliver_every_event_of_200_channels_spread_over_three_ma
     cluster: RedisCluster, fleet: tuple[GatewayProcess, GatewayProcess]
 ) -> None:
     """Every subscriber (WS and SSE, on both pods) gets every event of each of its channels, in order, while
-    backends publish through both pods; each master holds a share of the channels' streams."""
+    backends publish through both pods; each master holds a share of the channels' streams, and the pod's
+    metrics report each master up."""
     views: list[dict[str, list[int]]] = []
     async with contextlib.AsyncExitStack() as stack:
         for pod in fleet:
@@ -118,6 +119,10 @@ async def test_two_pods_deliver_every_event_of_200_channels_spread_over_three_ma
     for index, view in enumerate(views):
         wrong = {c: got for c, got in view.items() if got != expected}
         assert not wrong, f"subscriber view {index}: {dict(list(wrong.items())[:3])}"
+    async with admin_client(fleet[0]) as admin:
+        metrics = (await admin.get("/metrics")).text
+    for master in cluster.masters():
+        assert f'fleetcast_redis_shard_up{{shard="{master.address}"}} 1.0' in metrics
     spread = streams_per_master(cluster)
     assert len(spread) == 3
     assert sum(spread.values()) == len(CHANNELS)
