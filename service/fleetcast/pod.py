@@ -54,9 +54,10 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
-    url, namespace = settings.broker.redis_url, settings.server.namespace
+    url, namespace, mode = settings.broker.redis_url, settings.server.namespace, settings.broker.redis_mode
     keys = Keys(namespace, gateway)
-    return RedisStreamsBroker(url, keys=keys), RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace)
+    broker = RedisStreamsBroker(url, keys=keys, mode=mode, wait_replicas=settings.broker.redis_wait_replicas)
+    return broker, RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace, mode=mode)
 
 
 class Pod:
@@ -191,6 +192,7 @@ class Pod:
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
             broker_channels=self.broker.channels_held,
+            broker_shards=self.broker.shards,
             multiplexed=self.multiplexed,
             shed_remaining=self.shed.remaining,
             shed_closed=self.shed.closed,
