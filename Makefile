@@ -47,15 +47,21 @@ format: $(STAMP)
 	$(BIN)/ruff format service operator tests bench
 
 PEER := bench/peers/socketio
+NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
 
-## fleetcast against Socket.IO 4.8 (+ redis-streams adapter) on every workload, same clients, 3 repetitions
-## (tens of minutes; BENCH_ARGS="--soak-seconds 180" shortens the soak). Results: bench/results/*.json.
-bench: $(STAMP) system-deps $(PEER)/node_modules
+## fleetcast against Socket.IO 4.8 (+ redis-streams adapter) and Nchan (nginx; Redis and memory storage) on every
+## workload, same clients, 3 repetitions (tens of minutes; BENCH_ARGS="--soak-seconds 180" shortens the soak,
+## BENCH_ARGS="--servers fleetcast nchan" keeps some servers). Results: bench/results/*.json.
+bench: $(STAMP) system-deps $(PEER)/node_modules $(NCHAN_MODULE)
 	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.suite $(BENCH_ARGS)
 
-## Smoke in under 3 minutes: W1, W3 and W5 against both servers, once, with the ratios.
-bench-quick: $(STAMP) system-deps $(PEER)/node_modules
+## Smoke in about 4 minutes: W1, W3, W5 and W8 against every server, once, with the ratios.
+bench-quick: $(STAMP) system-deps $(PEER)/node_modules $(NCHAN_MODULE)
 	ulimit -n $$(ulimit -Hn); $(BIN)/python -m bench.suite --quick $(BENCH_ARGS)
+
+## The Nchan peer is Debian's nginx module: installed with apt where this user may.
+$(NCHAN_MODULE):
+	FLEETCAST_REQUIRE_NCHAN=1 bash scripts/system-deps
 
 $(PEER)/node_modules: $(PEER)/package-lock.json
 	@command -v npm >/dev/null || { echo "the benchmark's Socket.IO peer needs node 20+ and npm"; exit 1; }

@@ -1,8 +1,10 @@
-"""fleetcast against Socket.IO 4.8 + @socket.io/redis-streams-adapter, one run, the same clients: ``make bench``.
+"""fleetcast against Socket.IO 4.8 + @socket.io/redis-streams-adapter and against Nchan (nginx; on Redis and in
+memory), one run, the same clients: ``make bench``.
 
-``python -m bench.suite`` runs every workload (:mod:`bench.suite.workloads`) for both servers, ``--reps`` times,
-alternating which server goes first; writes ``bench/results/<time>.json``; prints the Markdown table
-(:mod:`bench.suite.report`). ``--quick`` runs W1, W3 and W5 once with smaller sizes (``make bench-quick``);
+``python -m bench.suite`` runs every workload (:mod:`bench.suite.workloads`) for every server it applies to,
+``--reps`` times, alternating the order of the servers; writes ``bench/results/<time>.json``; prints the Markdown
+table (:mod:`bench.suite.report`). ``--servers`` keeps some servers only (fleetcast's runs are what the ratios
+need). ``--quick`` runs W1, W3, W5 and W8 once with smaller sizes (``make bench-quick``);
 ``--report FILE`` only re-renders a results file (``--plots DIR`` also draws the PNGs); ``--profile DIR``
 records fleetcast's pod with py-spy during W1, W2 and W3.
 """
@@ -49,6 +51,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "node": os.popen("node --version").read().strip(),
         "redis": os.popen("redis-server --version").read().split()[2],
+        "nginx": os.popen("nginx -v 2>&1").read().strip().rpartition("/")[2],
+        "nchan": os.popen("dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null").read().strip(),
         "loadavg_start": os.getloadavg(),
         "git": os.popen(f"git -C {ROOT} describe --always --dirty").read().strip(),
         "versions": versions,
@@ -59,7 +63,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = QUICK if args.quick else Sizes()
     if args.soak_seconds is not None:
         sizes = dataclasses.replace(sizes, w7_seconds=args.soak_seconds)
-    chosen = args.only or (["W1", "W3", "W5"] if args.quick else list(WORKLOADS))
+    chosen = args.only or (["W1", "W3", "W5", "W8"] if args.quick else list(WORKLOADS))
     data: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(),
                             "sizes": dataclasses.asdict(sizes), "reps": args.reps, "runs": []}  # fmt: skip
     profile: Path | None = args.profile
@@ -71,6 +75,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     function, servers = WORKLOADS[name]
                     if name == "W7" and rep > 0:
                         continue  # one soak per server: it is long, and drift is read within the run
+                    servers = tuple(s for s in servers if s in args.servers)
                     order = servers if rep % 2 == 0 else tuple(reversed(servers))
                     for server in order:
                         await redis.command("FLUSHALL")
@@ -95,7 +100,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="W1, W3, W5 once, smaller sizes (< 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="W1, W3, W5, W8 once, smaller sizes")
+    parser.add_argument(
+        "--servers",
+        nargs="*",
+        choices=procs.SERVERS,
+        default=list(procs.SERVERS),
+        help="run only these servers (default: all)",
+    )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (full: 3, quick: 1)")
     parser.add_argument("--only", nargs="*", choices=list(WORKLOADS), help="run only these workloads")
     parser.add_argument("--soak-seconds", type=float, help="W7 duration per server (default 600)")

@@ -1,12 +1,15 @@
 """The load client: thousands of WebSocket, SSE and Socket.IO connections in one process, driven over stdin.
 
 Each connection is a raw asyncio protocol (no task per connection, no library frame objects), so one process
-holds 10,000 connections and parses what arrives at a fraction of a server's cost. It speaks three wires
-(:mod:`bench.suite.wire`): fleetcast.v1 over WebSocket (``ws``), fleetcast's SSE (``sse``) and Socket.IO v5
-over Engine.IO v4 on a raw WebSocket (``sio``). Events carry ``seq`` and ``ts`` (publisher's ``time.time()``)
-in their data; "probe" connections record publish-to-receive latency from ``ts``, "tracked" ones check ``seq``
-for gaps and duplicates and follow drains: on fleetcast's ``reconnect`` they wait ``after_ms`` and resume on
-``alt_port`` from their last id (WS ``since``, SSE ``Last-Event-ID``).
+holds 10,000 connections and parses what arrives at a fraction of a server's cost. It speaks five wires
+(:mod:`bench.suite.wire`): fleetcast.v1 over WebSocket (``ws``), fleetcast's SSE (``sse``), Socket.IO v5
+over Engine.IO v4 on a raw WebSocket (``sio``), and Nchan's subscriber at ``/sub/<channel>`` over WebSocket
+(``nchan-ws``: the upgrade is the subscription, every text frame is one message's body) and EventSource
+(``nchan-sse``: ``data:`` is the body, ``id:`` Nchan's message id, which a resume sends as ``Last-Event-ID``).
+Events carry ``seq`` and ``ts`` (publisher's ``time.time()``) in their data; "probe" connections record
+publish-to-receive latency from ``ts``, "tracked" ones check ``seq`` for gaps and duplicates and follow drains:
+on fleetcast's ``reconnect`` they wait ``after_ms`` and resume on ``alt_port`` from their last id (WS ``since``,
+SSE ``Last-Event-ID``).
 
 Protocol: one JSON command per stdin line, one JSON answer per stdout line. Commands (``cmd``): ``connect``,
 ``reset``, ``wait``, ``stats``, ``drop``, ``resume``, ``close``, ``exit``; see :func:`handle`.
@@ -47,6 +50,9 @@ class Tally:
         self.done = asyncio.Event()
         self.latencies: list[float] = []
         self.closed = 0
+        self.reads = 0
+        """``data_received`` calls: deliveries per read above 1 means events arrived merged (a lagging reader or
+        a server that batches)."""
         self.reconnects = 0
         self.gaps = 0
         self.duplicates = 0
@@ -64,6 +70,7 @@ class Conn(asyncio.Protocol):
     def __init__(self, pool: Pool, spec: dict[str, Any], channel: str, probe: bool) -> None:
         self.pool = pool
         self.kind: str = spec["kind"]
+        self.sse = self.kind.endswith("sse")
         self.port: int = spec["port"]
         self.alt_port: int | None = spec.get("alt_port")
         self.track: bool = spec.get("track", False)
@@ -92,6 +99,10 @@ class Conn(asyncio.Protocol):
             return wire.upgrade_request(HOST, self.port, "/v1/ws", "fleetcast.v1")
         if self.kind == "sio":
             return wire.upgrade_request(HOST, self.port, "/socket.io/?EIO=4&transport=websocket", None)
+        if self.kind == "nchan-ws":
+            return wire.upgrade_request(HOST, self.port, f"/sub/{self.channel}", None)
+        if self.kind == "nchan-sse":
+            return wire.sse_request(HOST, self.port, f"/sub/{self.channel}", self.last_id)
         return wire.sse_request(HOST, self.port, f"/v1/channels/{self.channel}/events", self.last_id)
 
     # asyncio callbacks
@@ -111,6 +122,7 @@ class Conn(asyncio.Protocol):
             asyncio.get_running_loop().call_later(delay, self.pool.reopen, self)
 
     def data_received(self, data: bytes) -> None:
+        self.pool.tally.reads += 1
         buffer = self._buffer + data if self._buffer else data
         if not self._head_done:
             end = buffer.find(b"\r\n\r\n")
@@ -118,7 +130,7 @@ class Conn(asyncio.Protocol):
                 self._buffer = buffer
                 return
             head = buffer[:end]
-            expected = b"HTTP/1.1 200" if self.kind == "sse" else b"HTTP/1.1 101"
+            expected = b"HTTP/1.1 200" if self.sse else b"HTTP/1.1 101"
             if not head.startswith(expected):
                 self._fail(head.decode("latin-1")[:200])
                 return
@@ -126,9 +138,11 @@ class Conn(asyncio.Protocol):
             buffer = buffer[end + 4 :]
             if self.kind == "ws":
                 self._send_ws(self._subscribe_op())
-            elif self.kind == "sse" and b"chunked" in head.lower():
+            elif self.kind.startswith("nchan") and not self.subscribed.done():
+                self.subscribed.set_result(None)  # Nchan subscribes before it answers the request
+            if self.sse and b"chunked" in head.lower():
                 self._dechunk = wire.Dechunker()
-        if self.kind == "sse":
+        if self.sse:
             self._buffer = self._sse(buffer)
         else:
             self._buffer = self._ws(buffer)
@@ -160,6 +174,9 @@ class Conn(asyncio.Protocol):
             if opcode == wire.TEXT:
                 if self.kind == "ws":
                     events += self._ws_text(buffer, start, end)
+                elif self.kind == "nchan-ws":
+                    self._event(buffer[start:end])
+                    events += 1
                 else:
                     events += self._sio_text(buffer, start, end)
             elif opcode == wire.PING and self.transport is not None:
@@ -343,6 +360,7 @@ def stats(pool: Pool, latency_detail: bool) -> dict[str, Any]:
         "conns": len(pool.conns),
         "open": sum(1 for c in pool.conns if c.transport is not None),
         "closed": tally.closed,
+        "reads": tally.reads,
         "reconnects": tally.reconnects,
         "gaps": tally.gaps,
         "duplicates": tally.duplicates,
@@ -386,6 +404,8 @@ async def handle(pool: Pool, command: dict[str, Any]) -> dict[str, Any]:
         pool.tally.expected = command["expected"]
         if pool.tally.events >= pool.tally.expected:
             pool.tally.done.set()
+        else:
+            pool.tally.done.clear()  # a later wait for more (lock-step publishing) waits again
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pool.tally.done.wait(), command["timeout"])
         return {"seconds": time.monotonic() - started, **stats(pool, command.get("detail", False))}

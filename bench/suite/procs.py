@@ -1,5 +1,6 @@
-"""The processes a benchmark run starts, each stopped by its pid: a Redis of its own, fleetcast pods, Socket.IO
-peer pods, the load client; and what ``/proc`` says about them (CPU seconds, RSS).
+"""The processes a benchmark run starts, each stopped by its pid: a Redis of its own, fleetcast pods, the peers'
+pods (Socket.IO; Nchan in nginx, on Redis or in memory), the load client; and what ``/proc`` says about them (CPU
+seconds, RSS).
 
 Every child inherits this process's file-descriptor limit, which :func:`raise_fd_limit` lifts to the hard limit
 first (10,000 connections need more than the usual 1,024). Loopback only.
@@ -24,6 +25,15 @@ from bench.ws_fastpath import HOST, ROOT, HttpConnection, child_env, cpu_seconds
 from fleetcast.auth import admin_token
 
 PEER_DIR = ROOT / "bench" / "peers" / "socketio"
+NCHAN_CONF = ROOT / "bench" / "peers" / "nchan" / "nginx.conf.in"
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+NCHAN_STORAGE = {
+    "nchan": ("upstream bench_redis {{ nchan_redis_server {url}; }}", "nchan_redis_pass bench_redis;"),
+    "nchan-mem": ("# memory: Nchan's default storage", ""),
+}
+"""The Nchan peer kinds and what each puts in the config (http level, each location): Redis (the fleet set-up,
+every pod on one Redis) and shared memory (one nginx alone, Nchan's fastest)."""
+SERVERS = ("fleetcast", "socketio", *NCHAN_STORAGE)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -93,13 +103,13 @@ async def redis_server(workdir: Path) -> AsyncIterator[Redis]:
 
 @dataclass
 class Pod:
-    """A running server: fleetcast or the peer."""
+    """A running server: fleetcast or a peer (one process each, so its pid's CPU and RSS are the server's)."""
 
     server: str
     port: int
     pid: int
     admin_port: int = 0
-    """fleetcast's admin listener (drain), with the token the pod generated; 0 for the peer."""
+    """fleetcast's admin listener (drain), with the token the pod generated; 0 for the peers."""
 
     def admin_token(self) -> str:
         return admin_token.read(admin_token.generated_path(self.admin_port))
@@ -124,12 +134,30 @@ def peer_command(port: int, redis: Redis, extra: Sequence[str] = ()) -> list[str
     return ["node", str(PEER_DIR / "server.js"), "--port", str(port), "--redis-url", redis.url, *extra]
 
 
+def nchan_command(server: str, port: int, redis: Redis, workdir: Path, name: str) -> list[str]:
+    """nginx in the foreground as one process (``master_process off``) with the config of
+    ``bench/peers/nchan/nginx.conf.in`` filled in for this pod; everything it writes stays in ``workdir``."""
+    if shutil.which("nginx") is None or not NCHAN_MODULE.exists():
+        raise RuntimeError("the Nchan peer needs nginx and libnginx-mod-nchan (apt-get install libnginx-mod-nchan)")
+    upstream, redis_pass = NCHAN_STORAGE[server]
+    fills = {"@WORKDIR@": str(workdir), "@NAME@": f"{server}-{name}", "@PORT@": str(port),
+             "@UPSTREAM@": upstream.format(url=redis.url), "@REDIS_PASS@": redis_pass}  # fmt: skip
+    text = NCHAN_CONF.read_text()
+    for placeholder, value in fills.items():
+        text = text.replace(placeholder, value)
+    config = workdir / f"nginx-{server}-{name}.conf"
+    config.write_text(text)
+    return ["nginx", "-p", str(workdir), "-c", str(config), "-e", str(workdir / f"nginx-{server}-{name}-error.log")]
+
+
 @contextlib.asynccontextmanager
 async def pod(server: str, redis: Redis, workdir: Path, name: str, extra: Sequence[str] = ()) -> AsyncIterator[Pod]:
     port = free_port()
     admin_port = free_port() if server == "fleetcast" else 0
     if server == "fleetcast":
         command = fleetcast_command(port, redis, name, extra, admin_port)
+    elif server in NCHAN_STORAGE:
+        command = nchan_command(server, port, redis, workdir, name)
     else:
         command = peer_command(port, redis, extra)
     async with process(command, workdir / f"{server}-{name}.log") as child:

@@ -1,6 +1,8 @@
-"""The one publisher that drives both servers: HTTP POSTs of ``{"data": {"seq", "ts", "text"}}`` over keep-alive
+"""The one publisher that drives every server: HTTP POSTs of ``{"data": {"seq", "ts", "text"}}`` over keep-alive
 connections, either in waves (as fast as the server answers) or at a fixed rate. ``ts`` is ``time.time()`` at
 send, which the load client subtracts from its own clock (same machine) for publish-to-receive latency.
+fleetcast and Socket.IO take it at ``/v1/channels/<ch>/events``; Nchan at ``/pub/<ch>``, the same bytes as the
+message (so its subscribers receive the whole body, ``seq`` and ``ts`` inside).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ def body(seq: int) -> bytes:
 
 
 class Publisher:
-    def __init__(self, port: int, width: int) -> None:
+    def __init__(self, port: int, width: int, server: str = "fleetcast") -> None:
         self.port = port
         self.width = width
+        self.nchan = server.startswith("nchan")
         self.connections: list[HttpConnection] = []
         self.seq = 0
         self.ids: dict[int, str] = {}
@@ -39,6 +42,11 @@ class Publisher:
     async def _one(self, connection: HttpConnection, channel: str) -> None:
         seq = self.seq
         self.seq += 1
+        if self.nchan:  # 201 when it had subscribers, 202 when it only stored the message
+            status, answer = await connection.request("POST", f"/pub/{channel}", body(seq))
+            if status not in (201, 202):
+                raise RuntimeError(f"publish answered {status}: {answer[:200]!r}")
+            return
         status, answer = await connection.request("POST", f"/v1/channels/{channel}/events", body(seq))
         if status != 201:
             raise RuntimeError(f"publish answered {status}: {answer[:200]!r}")

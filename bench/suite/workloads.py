@@ -18,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.suite import procs
+from bench.suite.loadclient import CONNECT_CONCURRENCY
 from bench.suite.procs import Pod, Redis
 from bench.suite.publisher import Publisher
 from bench.ws_fastpath import stop
 
-KIND = {"fleetcast": "ws", "socketio": "sio"}
+KIND = {"fleetcast": "ws", "socketio": "sio", "nchan": "nchan-ws", "nchan-mem": "nchan-ws"}
+"""Each server's WebSocket wire in the load client."""
+SSE_KIND = {"fleetcast": "sse", "nchan": "nchan-sse", "nchan-mem": "nchan-sse"}
+NCHAN = ("nchan", "nchan-mem")
 DRAIN_FLAGS = ["--drain-rate", "1000", "--drain-propagation", "0.5", "--drain-reconnect-delay-ms", "500"]
 DRAIN_CONFIGURED_SECONDS = 0.5 + 5000 / 1000
 
@@ -43,9 +47,10 @@ class Sizes:
     w7_connections: int = 10_000
     w7_seconds: float = 600.0
     """Per server; ``--soak-seconds`` shortens it."""
+    w8_connections: int = 5000
 
 
-QUICK = Sizes(w1_events=40, w3_seconds=10.0)
+QUICK = Sizes(w1_events=40, w3_seconds=10.0, w8_connections=1000)
 
 
 @dataclass
@@ -90,26 +95,53 @@ class Span:
         self.redis_cpu = procs.cpu_total(self.redis.pid) - self.redis_cpu
 
 
+async def redis_used(ctx: Context, server: str, name: str) -> None:
+    """Nchan's Redis kind must have kept its messages in Redis: a config where the storage directive did not
+    take effect would silently measure the memory store."""
+    if server == "nchan" and int((await ctx.redis.command("DBSIZE")).strip() or 0) == 0:
+        raise RuntimeError(f"{name}: Nchan (Redis) left nothing in Redis; its storage is not Redis")
+
+
 def expect(answer: dict[str, Any], expected: int, what: str) -> None:
     if answer["events"] < expected:
         raise RuntimeError(f"{what}: {answer['events']:,} of {expected:,} deliveries ({answer['errors']})")
 
 
+async def lockstep(publisher: Publisher, client: procs.LoadClient, channel: str, events: int, n: int) -> None:
+    """One event at a time, the next only once every subscriber holds the previous one: no two events can share
+    a server write or a client read, however fast either side is."""
+    for i in range(events):
+        await publisher.waves([channel], 1)
+        answer = await client.call(cmd="wait", expected=(i + 1) * n, timeout=30)
+        if answer["events"] < (i + 1) * n:
+            return  # short: the caller's check reports it
+
+
 async def fan_out(ctx: Context, server: str, kind: str, channels: list[str], per_channel: int, events: int,
-                  name: str) -> dict[str, Any]:  # fmt: skip
-    """Subscribers spread evenly over ``channels``, ``events`` publishes round-robin over them, in waves of 20."""
+                  name: str, paced: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Subscribers spread evenly over ``channels``, ``events`` publishes round-robin over them, in waves of 20
+    (``paced``: one channel, lock-step, see :func:`lockstep`). Every subscriber must end with exactly its
+    channel's events: none lost, none twice."""
     n = len(channels) * per_channel
     async with procs.pod(server, ctx.redis, ctx.workdir, "a") as pod, procs.load_client(ctx.workdir) as client:
-        await client.connect(kind=kind, port=pod.port, n=n, channels=channels, probe=min(n, 200))
+        await client.connect(kind=kind, port=pod.port, n=n, channels=channels, probe=min(n, 200), track=paced)
         await asyncio.sleep(1.0)  # the handshakes' work settles out of the measurement
         await client.call(cmd="reset")
         before = await client.call(cmd="stats")
         expected = events * per_channel
-        async with Publisher(pod.port, 20) as publisher, profiled(ctx, pod.pid, f"{name}-{server}"):
+        async with Publisher(pod.port, 20, server) as publisher, profiled(ctx, pod.pid, f"{name}-{server}"):
             with Span(pod, ctx.redis) as span:
-                await publisher.waves(channels, events)
+                if paced:
+                    await lockstep(publisher, client, channels[0], events, n)
+                else:
+                    await publisher.waves(channels, events)
                 answer = await client.call(cmd="wait", expected=expected, timeout=120)
         expect(answer, expected, name)
+        await redis_used(ctx, server, name)
+        each = events // len(channels)
+        if answer["min_per_conn"] != each or answer["max_per_conn"] != each or answer["duplicates"] or answer["gaps"]:
+            raise RuntimeError(f"{name}: per subscriber {answer['min_per_conn']}..{answer['max_per_conn']} events, "
+                               f"expected {each} ({answer['errors']})")  # fmt: skip
     return {
         "deliveries": answer["events"],
         "expected": expected,
@@ -121,6 +153,8 @@ async def fan_out(ctx: Context, server: str, kind: str, channels: list[str], per
         "p50_ms": answer["p50_ms"],
         "p99_ms": answer["p99_ms"],
         "closed": answer["closed"],
+        "deliveries_per_read": answer["events"] / answer["reads"] if answer["reads"] else 0.0,
+        "paced": paced,
     }
 
 
@@ -129,9 +163,15 @@ async def w1(ctx: Context, server: str) -> dict[str, Any]:
     return await fan_out(ctx, server, KIND[server], ["fanout"], s.w1_subscribers, s.w1_events, "W1")
 
 
+async def w1p(ctx: Context, server: str) -> dict[str, Any]:
+    """W1 in lock-step: the cost of one event over WebSocket with nothing to merge (W1 measures bursts)."""
+    s = ctx.sizes
+    return await fan_out(ctx, server, KIND[server], ["fanout"], s.w1_subscribers, s.w1_events, "W1p", paced=True)
+
+
 async def w1s(ctx: Context, server: str) -> dict[str, Any]:
     s = ctx.sizes
-    return await fan_out(ctx, server, "sse", ["fanout"], s.w1_subscribers, s.w1_events, "W1s")
+    return await fan_out(ctx, server, SSE_KIND[server], ["fanout"], s.w1_subscribers, s.w1_events, "W1s", paced=True)
 
 
 async def w2(ctx: Context, server: str) -> dict[str, Any]:
@@ -148,14 +188,19 @@ async def w3(ctx: Context, server: str) -> dict[str, Any]:
         procs.pod(server, ctx.redis, ctx.workdir, "b") as b,
         procs.load_client(ctx.workdir) as client,
     ):
-        await client.connect(kind=KIND[server], port=b.port, n=s.w3_subscribers, channels=["latency"], probe=-1)
+        # tracked: the publisher sends one at a time, so seq order is the servers' order
+        await client.connect(kind=KIND[server], port=b.port, n=s.w3_subscribers, channels=["latency"], probe=-1,
+                             track=True)  # fmt: skip
         await asyncio.sleep(1.0)
         await client.call(cmd="reset")
-        async with Publisher(a.port, 4) as publisher, profiled(ctx, b.pid, f"W3-{server}"):
+        async with Publisher(a.port, 4, server) as publisher, profiled(ctx, b.pid, f"W3-{server}"):
             with Span(b, ctx.redis) as span:
                 sent = await publisher.at_rate("latency", 20.0, s.w3_seconds)
                 answer = await client.call(cmd="wait", expected=sent * s.w3_subscribers, timeout=30, detail=True)
         expect(answer, sent * s.w3_subscribers, "W3")
+        if answer["min_per_conn"] != sent or answer["max_per_conn"] != sent or answer["duplicates"] or answer["gaps"]:
+            raise RuntimeError(f"W3: per subscriber {answer['min_per_conn']}..{answer['max_per_conn']} of {sent} "
+                               f"({answer['errors']})")  # fmt: skip
     return {
         "events": sent,
         "deliveries": answer["events"],
@@ -230,7 +275,7 @@ async def w5(ctx: Context, server: str) -> dict[str, Any]:
 
 
 async def w5s(ctx: Context, server: str) -> dict[str, Any]:
-    return await idle_memory(ctx, server, "sse", ctx.sizes.w5_connections)
+    return await idle_memory(ctx, server, SSE_KIND[server], ctx.sizes.w5_connections)
 
 
 async def w6(ctx: Context, server: str, rate: float = 50.0) -> dict[str, Any]:
@@ -329,18 +374,42 @@ async def w7(ctx: Context, server: str) -> dict[str, Any]:
     }
 
 
+async def w8(ctx: Context, server: str) -> dict[str, Any]:
+    """Connection set-up: ``w8_connections`` WebSocket clients connect and subscribe, 5 per channel, at the load
+    client's fixed concurrency (``CONNECT_CONCURRENCY`` in flight), each counted once the server confirmed the
+    subscription (fleetcast ``subscribed``, Socket.IO its ``subscribed`` event, Nchan the 101 of ``/sub/<ch>``)."""
+    n = ctx.sizes.w8_connections
+    channels = [f"setup-{i}" for i in range(max(1, n // 5))]
+    async with procs.pod(server, ctx.redis, ctx.workdir, "a") as pod, procs.load_client(ctx.workdir) as client:
+        await asyncio.sleep(1.0)  # start-up work out of the span
+        async with profiled(ctx, pod.pid, f"W8-{server}"):
+            with Span(pod, ctx.redis) as span:
+                answer = await client.connect(kind=KIND[server], port=pod.port, n=n, channels=channels)
+    return {
+        "connections": n,
+        "concurrency": CONNECT_CONCURRENCY,
+        "connect_s": answer["seconds"],
+        "connections_per_s": n / answer["seconds"],
+        "server_cpu_s": span.cpu,
+        "server_cpu_ms_per_connection": span.cpu / n * 1000,
+        "redis_cpu_s": span.redis_cpu,
+    }
+
+
 Workload = Callable[[Context, str], Awaitable[dict[str, Any]]]
 
 WORKLOADS: dict[str, tuple[Workload, tuple[str, ...]]] = {
-    "W1": (w1, ("fleetcast", "socketio")),
-    "W1s": (w1s, ("fleetcast",)),
-    "W2": (w2, ("fleetcast", "socketio")),
-    "W3": (w3, ("fleetcast", "socketio")),
+    "W1": (w1, ("fleetcast", "socketio", *NCHAN)),
+    "W1p": (w1p, ("fleetcast", "socketio", *NCHAN)),
+    "W1s": (w1s, ("fleetcast", *NCHAN)),
+    "W2": (w2, ("fleetcast", "socketio", *NCHAN)),
+    "W3": (w3, ("fleetcast", "socketio", "nchan")),  # two pods through Redis: Nchan's memory store is one pod's
     "W4": (w4, ("fleetcast", "socketio")),
     "W4ws": (w4ws, ("fleetcast",)),
-    "W5": (w5, ("fleetcast", "socketio")),
-    "W5s": (w5s, ("fleetcast",)),
+    "W5": (w5, ("fleetcast", "socketio", *NCHAN)),
+    "W5s": (w5s, ("fleetcast", *NCHAN)),
     "W6": (w6, ("fleetcast",)),
     "W6l": (w6l, ("fleetcast",)),
     "W7": (w7, ("fleetcast", "socketio")),
+    "W8": (w8, ("fleetcast", "socketio", *NCHAN)),
 }
