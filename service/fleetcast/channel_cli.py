@@ -69,6 +69,12 @@ def add_channel_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     set_.add_argument(
         "--max-subscribers-per-pod", type=int, help="subscribers of one channel each pod admits; 0 for unlimited"
     )
+    set_.add_argument(
+        "--presence", action=argparse.BooleanOptionalAction, help="register subscribers; /presence readable"
+    )
+    set_.add_argument(
+        "--join-leave", action=argparse.BooleanOptionalAction, help="subscribers hear joins, leaves (with --presence)"
+    )
     set_.add_argument("--idle-ttl", help="forget channels idle this long: 24h, 7d; 'none' to keep them forever")
     redis_flag(set_)
 
@@ -158,6 +164,11 @@ def _changed_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, A
             limits.pop("maxSubscribersPerPod", None)
         else:
             limits["maxSubscribersPerPod"] = args.max_subscribers_per_pod
+    presence = spec.setdefault("presence", {})
+    if args.presence is not None:
+        presence["enabled"] = args.presence
+    if args.join_leave is not None:
+        presence["joinLeave"] = args.join_leave
     if args.idle_ttl is not None:
         history["idleTtl"] = None if args.idle_ttl.lower() == "none" else args.idle_ttl
     return spec

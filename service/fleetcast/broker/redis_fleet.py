@@ -25,6 +25,7 @@ from fleetcast.broker.fleet import CommandHandler, PolicyChangeHandler
 from fleetcast.broker.redis_common import (
     TRANSIENT,
     Backoff,
+    Script,
     dedicated_connection,
     execute,
     make_client,
@@ -39,6 +40,17 @@ from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy, delete_commands, store_commands
 
 log = logging.getLogger(__name__)
+
+FORGET = Script(
+    """
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if record and cjson.decode(record).timestamp == tonumber(ARGV[2]) then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+)
+"""Remove a pod's heartbeat record only if it is still the stale one the caller saw."""
 
 BLOCK_MS = 1000
 
@@ -167,9 +179,13 @@ class RedisFleet:
         except Exception:
             log.exception("policy change handler failed for %r", family)
 
-    async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+    async def write_heartbeat(self, heartbeat: Heartbeat) -> bool:
         with unavailable("heartbeat"):
-            await execute(self._client, "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json())
+            return bool(await execute(self._client, "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json()))
+
+    async def forget_heartbeat(self, pod: str, timestamp: float) -> None:
+        with unavailable("heartbeat"):
+            await FORGET.run(self._client, [self.keys.pods], [pod, repr(timestamp)])
 
     async def remove_heartbeat(self, pod: str) -> None:
         with unavailable("heartbeat"):

@@ -25,7 +25,7 @@ from typing import Literal, TypeVar
 import redis.exceptions
 
 from fleetcast.broker import redis_scripts
-from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, History, Lost, Retention, StreamInfo
+from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Announce, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.broker.redis_common import check_write_access, make_client, make_pool, stop_task, text, unavailable
 from fleetcast.broker.redis_live import LiveReader, NotifyReader, XreadReader, parse_entries
 from fleetcast.contract.keys import DEFAULT as DEFAULT_KEYS
@@ -83,7 +83,7 @@ class RedisStreamsBroker:
             log.info("redis broker %s", "ready" if ready else "unavailable")
         self._ready = ready
 
-    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
+    async def start(self, deliver: Delivery, lost: Lost | None = None, *, announce: Announce | None = None) -> None:
         reader_class = NotifyReader if self._live == "notify" else XreadReader
         self._reader = reader_class(
             self._pool,
@@ -95,6 +95,7 @@ class RedisStreamsBroker:
             timeout=self._timeout,
             set_ready=self._set_ready,
         )
+        self._reader.announce = announce
         # One bounded probe so that ``ready`` is right when start returns; the reader takes it from there. It
         # writes (a no-op), so a user that may only read, or a read-only replica, is not ready either.
         try:
