@@ -102,6 +102,12 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=strict,
         help="refuse channels whose family no Channel resource declares",
     )
+    serve.add_argument(
+        "--presence",
+        action=argparse.BooleanOptionalAction,
+        default=(env("presence") or "").strip().lower() in _TRUE,
+        help="channels no Channel resource declares have presence, with joins and leaves (%(default)s)",
+    )
     anonymous = env("anonymous")
     serve.add_argument(
         "--anonymous",
@@ -143,6 +149,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             history_max_events=args.history_max_events,
             idle_channel_ttl=args.idle_channel_ttl if args.idle_channel_ttl > 0 else None,
             strict_channels=args.strict_channels,
+            presence_undeclared=args.presence,
             presence_lease_seconds=args.presence_lease_seconds,
             presence_grace_seconds=args.presence_grace_seconds,
         ),

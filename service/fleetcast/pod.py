@@ -100,6 +100,8 @@ class Pod:
             publish_from_clients=anonymous,
             publish_anonymous=anonymous and not credentials,
             subscribe_anonymous=anonymous,
+            presence_enabled=settings.broker.presence_undeclared,
+            presence_join_leave=settings.broker.presence_undeclared,
         )
         self.policies = PolicyBook(default, strict=settings.broker.strict_channels)
         self.authenticator = Authenticator(settings.auth)

@@ -50,6 +50,8 @@ class BrokerSettings:
     history (None: never). On Redis each Channel's ``history.idleTtl`` does this instead."""
     strict_channels: bool = False
     """Refuse channels whose family no Channel resource declares (404 / close 4004)."""
+    presence_undeclared: bool = False
+    """Families no Channel declares have presence, joins and leaves included (a laptop's demo)."""
     presence_lease_seconds: float = LEASE_SECONDS
     """Presence entries of a pod that died are gone, and their leaves announced, within this long (at least
     8 s: the lease is the pod's heartbeat, written every 2 s)."""

@@ -1,0 +1,97 @@
+"""Presence after a pod dies (issue 16): kill -9 of one pod, its clients leave within one lease, nothing lingers.
+
+A file of its own: it waits out a lease, so xdist runs it beside the other presence tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from fleetcast.contract.keys import Keys as RedisKeys
+from tests.integration.test_presence import ROOM, Member, member, present, token, until
+from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
+from tests.support.processes import RedisServer, declare, redis_server
+from tests.support.tokens import Keys
+
+LEASE = 8.0
+
+
+@pytest.fixture
+def keys() -> Iterator[Keys]:
+    made = Keys()
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture
+def fleet(keys: Keys) -> Iterator[tuple[RedisServer, GatewayProcess, GatewayProcess]]:
+    with redis_server() as server:
+        declare(server, "room", "--presence", "--join-leave")
+        common = ["--redis-url", server.url, *keys.pod_args(), "--presence-lease-seconds", str(LEASE), *QUICK_STOP]
+        with gateway(*common, "--pod-name", "a") as pod_a, gateway(*common, "--pod-name", "b") as pod_b:
+            yield server, pod_a, pod_b
+
+
+async def test_kill_9_of_a_pod_removes_its_members_within_one_lease_with_a_leave_each(
+    fleet: tuple[RedisServer, GatewayProcess, GatewayProcess], keys: Keys
+) -> None:
+    """Three clients on pod A, two on pod B; A is killed with SIGKILL (no goodbye): within one lease B's presence
+    lists the two, the stats count two, each of B's clients received exactly the three leaves of A's clients, and
+    Redis holds no entry of A nor A's channel index."""
+    server, pod_a, pod_b = fleet
+    reader = token(keys, "auditor")
+    on_a = [("ann", "ann-tab-0001"), ("bob", "bob-tab-0001"), ("cy", "cy-tab-00001")]
+    on_b = [("dee", "dee-tab-0001"), ("eve", "eve-tab-0001")]
+    async with contextlib.AsyncExitStack() as stack, httpx.AsyncClient(base_url=pod_b.url, timeout=10) as http:
+        members: list[Member] = []
+        for sub, client in on_b:
+            members.append(await stack.enter_async_context(member(keys, pod_b, sub, client)))
+        for sub, client in on_a:
+            await stack.enter_async_context(member(keys, pod_a, sub, client))
+
+        async def five() -> bool:
+            return len(await present(http, ROOM, reader)) == 5
+
+        await until(five, 10, "five present")
+        loop = asyncio.get_running_loop()
+        killed = loop.time()
+        await asyncio.to_thread(pod_a.kill)
+
+        async def two_listed() -> bool:
+            return len(await present(http, ROOM, reader)) == 2
+
+        async def two_counted() -> bool:
+            bearer = {"Authorization": f"Bearer {reader}"}
+            response = await http.get(f"/v1/channels/{ROOM}/presence/stats", headers=bearer)
+            return bool(response.json()["clients"] == 2)
+
+        await until(two_listed, LEASE + 2, "A's members gone from the list")
+        await until(two_counted, LEASE + 2, "A's members gone from the stats")
+        gone_after = loop.time() - killed
+        assert gone_after <= LEASE, f"entries of the dead pod outlived the lease: {gone_after:.1f} s"
+        listed = await present(http, ROOM, reader)
+        assert sorted(c["sub"] for c in listed) == ["dee", "eve"]
+
+        async def leaves_heard() -> bool:
+            return all(len([s for s in m.seen if s[0] == "leave"]) >= 3 for m in members)
+
+        await until(leaves_heard, 5, "three leaves on each of B's clients")
+        await asyncio.sleep(0.5)  # nothing more may follow
+        for m in members:
+            leaves = sorted(c for kind, c in m.seen if kind == "leave")
+            assert leaves == sorted(c for _, c in on_a), (m.client, m.seen)
+    store = redis.Redis.from_url(server.url)
+    names = RedisKeys("default", "default")
+    try:
+        entries = store.hgetall(names.presence(ROOM))
+        # B's two clients left too when the block closed their sockets; only a grace window may keep them.
+        assert all(b'"pod":"a"' not in value for value in entries.values()), entries
+        assert not store.exists(names.presence_channels("a"))
+    finally:
+        store.close()
