@@ -192,6 +192,7 @@ class Pod:
             timestamp=time.time(),
             connections=dict(self.connections),
             subscriptions=self.hub.subscriptions_by_family(),
+            present=self.presence.by_family(),
             draining=self.drain.draining,
             remaining=self.drain.remaining,
             ready=self.ready,

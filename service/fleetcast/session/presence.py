@@ -175,6 +175,13 @@ class Presence:
     async def stats(self, channel: str) -> Stats:
         return await self.store.stats(channel)
 
+    def by_family(self) -> dict[str, int]:
+        """Local entries by channel family (for the heartbeat: the operator's PRESENT column)."""
+        counts: Counter[str] = Counter()
+        for channel, _ in self._local:
+            counts[channel.partition(":")[0]] += 1
+        return dict(counts)
+
     # --- the lease -----------------------------------------------------------------------------------------------
 
     async def renew(self, record_was_new: bool) -> None:
