@@ -95,3 +95,38 @@ async def test_kill_9_of_a_pod_removes_its_members_within_one_lease_with_a_leave
         assert not store.exists(names.presence_channels("a"))
     finally:
         store.close()
+
+
+async def test_redis_restart_without_persistence_brings_every_entry_back(
+    fleet: tuple[RedisServer, GatewayProcess, GatewayProcess], keys: Keys
+) -> None:
+    """Redis restarts empty (no AOF): the pods find their heartbeat records gone and write their entries again, so
+    presence lists all three clients within a few heartbeats, with users counted again."""
+    server, pod_a, pod_b = fleet
+    reader = token(keys, "auditor")
+    async with contextlib.AsyncExitStack() as stack, httpx.AsyncClient(base_url=pod_b.url, timeout=10) as http:
+        await stack.enter_async_context(member(keys, pod_a, "ann", "ann-tab-0001"))
+        await stack.enter_async_context(member(keys, pod_b, "bob", "bob-tab-0001"))
+        await stack.enter_async_context(member(keys, pod_b, "ann", "ann-phone-001"))
+
+        async def three() -> bool:
+            return len(await present(http, ROOM, reader)) == 3
+
+        await until(three, 10, "three present")
+        await asyncio.to_thread(server.restart)
+        store = redis.Redis.from_url(server.url)
+        try:
+            assert store.hlen(RedisKeys("default", "default").presence(ROOM)) == 0  # really empty
+        finally:
+            store.close()
+        declare(server, "room", "--presence", "--join-leave")  # the operator would write the policy again
+
+        async def back() -> bool:
+            try:
+                return await three()
+            except (AssertionError, httpx.TransportError):
+                return False  # 503 while the pod reconnects
+
+        await until(back, 15, "entries written again after the restart")
+        stats = await http.get(f"/v1/channels/{ROOM}/presence/stats", headers={"Authorization": f"Bearer {reader}"})
+        assert stats.json() == {"channel": ROOM, "clients": 3, "users": 2}
