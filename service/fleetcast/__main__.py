@@ -76,7 +76,7 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("token-cookie", str, auth.token_cookie, "cookie that SSE, history and info requests may carry a token in"),
         ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
         ("idle-channel-ttl", float, broker.idle_channel_ttl, "embedded broker: idle channel lifetime, s (0: forever)"),
-        ("presence-lease-seconds", float, broker.presence_lease_seconds, "entries of a dead pod go within, s (>= 8)"),
+        ("presence-lease-seconds", float, broker.presence_lease_seconds, "entries of a dead pod go within, s (>= 10)"),
         ("presence-grace-seconds", float, broker.presence_grace_seconds, "a leave waits this long for a rejoin, s"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"--mux-max-channels must be 1 to {_CONNECTION_MAX_CHANNELS} (a connection's subscriptions)")
         if args.presence_lease_seconds < MIN_LEASE_SECONDS or args.presence_grace_seconds < 0:
             parser.error(
-                f"--presence-lease-seconds must be at least {MIN_LEASE_SECONDS:g} (four heartbeats) and "
+                f"--presence-lease-seconds must be at least {MIN_LEASE_SECONDS:g} (five heartbeats) and "
                 "--presence-grace-seconds at least 0"
             )
         settings = settings_from(args)

@@ -54,7 +54,7 @@ class BrokerSettings:
     """Families no Channel declares have presence, joins and leaves included (a laptop's demo)."""
     presence_lease_seconds: float = LEASE_SECONDS
     """Presence entries of a pod that died are gone, and their leaves announced, within this long (at least
-    8 s: the lease is the pod's heartbeat, written every 2 s)."""
+    10 s: the lease is the pod's heartbeat, written every 2 s)."""
     presence_grace_seconds: float = GRACE_SECONDS
     """A leave waits this long; the same client joining again meanwhile (a drained client that reconnected
     elsewhere) cancels both. Longer than the drain's reconnect delay."""

@@ -21,7 +21,7 @@ from tests.support.processes import RedisServer, declare, redis_server
 from tests.support.tokens import Keys
 
 ROOM = "room:lobby"
-LEASE = "8"
+LEASE = "10"
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.support.gateway import GatewayProcess, gateway
 from tests.support.processes import RedisServer, declare, redis_server
 from tests.support.tokens import Keys
 
-GRACE = 3.0
+GRACE = 5.0  # the default
 
 
 @pytest.fixture

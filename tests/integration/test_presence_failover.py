@@ -19,7 +19,7 @@ from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.processes import RedisServer, declare, redis_server
 from tests.support.tokens import Keys
 
-LEASE = 8.0
+LEASE = 10.0
 
 
 @pytest.fixture

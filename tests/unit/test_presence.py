@@ -173,7 +173,7 @@ async def test_the_lease_a_dead_pod_is_reaped_with_leaves_and_a_lost_record_is_w
     await store.apply("p0", [ghost], [], [])
     await fleet.write_heartbeat(Heartbeat(pod="p1", gateway="default", timestamp=time.time()))
     await presence.renew(record_was_new=False)
-    assert presence.live_pods == frozenset({"p1"})
+    assert presence.dead_pods == frozenset({"p0"})
     assert ("leave", "ghost-0001", "gus") in log.said
     assert "p0" not in await fleet.heartbeats()
     listed, _ = await presence.page("room", 0, 10)

@@ -17,7 +17,7 @@ Semantics every store keeps (the session layer's :mod:`fleetcast.session.presenc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from fleetcast.broker.base import Announce
@@ -27,10 +27,18 @@ from fleetcast.contract.presence import Entry, Stats
 class PresenceStore(Protocol):
     async def close(self) -> None: ...
 
-    async def apply(self, pod: str, joins: Sequence[Entry], leaves: Sequence[Entry], emptied: Sequence[str]) -> None:
+    async def apply(
+        self,
+        pod: str,
+        joins: Sequence[Entry],
+        leaves: Sequence[Entry],
+        emptied: Sequence[str],
+        quiet: Collection[str] = (),
+    ) -> None:
         """Write joins and leaves of pod ``pod`` (one round trip); ``emptied``: channels where the pod now holds
-        no entry. Raises :class:`fleetcast.errors.BrokerUnavailable` when the store is out of reach (nothing
-        or everything of a channel's part was applied)."""
+        no entry; ``quiet``: channels whose joins and leaves nobody hears (their policy has no joinLeave), which
+        are then not announced at all. Raises :class:`fleetcast.errors.BrokerUnavailable` when the store is out
+        of reach (nothing or everything of a channel's part was applied)."""
         ...
 
     async def page(self, channel: str, cursor: int, count: int) -> tuple[list[Entry], int]:
@@ -54,12 +62,19 @@ class MemoryPresence:
     async def close(self) -> None:
         self._channels.clear()
 
-    async def apply(self, pod: str, joins: Sequence[Entry], leaves: Sequence[Entry], emptied: Sequence[str]) -> None:
+    async def apply(
+        self,
+        pod: str,
+        joins: Sequence[Entry],
+        leaves: Sequence[Entry],
+        emptied: Sequence[str],
+        quiet: Collection[str] = (),
+    ) -> None:
         for entry in joins:
             present = self._channels.setdefault(entry.channel, {})
             new = entry.field not in present
             present[entry.field] = entry
-            if new:
+            if new and entry.channel not in quiet:
                 self._announce(entry.channel, "join", entry.to_json().encode())
         for entry in leaves:
             present = self._channels.get(entry.channel, {})
@@ -68,7 +83,8 @@ class MemoryPresence:
                 del present[entry.field]
                 if not present:
                     del self._channels[entry.channel]
-                self._announce(entry.channel, "leave", stored.to_json().encode())
+                if entry.channel not in quiet:
+                    self._announce(entry.channel, "leave", stored.to_json().encode())
 
     async def page(self, channel: str, cursor: int, count: int) -> tuple[list[Entry], int]:
         entries = list(self._channels.get(channel, {}).values())

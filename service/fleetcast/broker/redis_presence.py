@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -43,8 +43,8 @@ end
 APPLY = Script(
     _COUNT
     + """
--- KEYS[1] entries, KEYS[2] users; ARGV: notify channel, number of joins, then per join: field, entry, sub ('' if
--- anonymous); then per leave: field, conn
+-- KEYS[1] entries, KEYS[2] users; ARGV: notify channel ('': announce nothing), number of joins, then per join:
+-- field, entry, sub ('' if anonymous); then per leave: field, conn
 local notify, joins = ARGV[1], tonumber(ARGV[2])
 local i = 3
 for _ = 1, joins do
@@ -52,7 +52,7 @@ for _ = 1, joins do
   i = i + 3
   if redis.call('HSET', KEYS[1], field, entry) == 1 then
     count(KEYS[2], sub, 1)
-    redis.call('PUBLISH', notify, 'presence\\njoin\\n' .. entry)
+    if notify ~= '' then redis.call('PUBLISH', notify, 'presence\\njoin\\n' .. entry) end
   end
 end
 while i <= #ARGV do
@@ -64,7 +64,7 @@ while i <= #ARGV do
     if entry.conn == conn then
       redis.call('HDEL', KEYS[1], field)
       count(KEYS[2], type(entry.sub) == 'string' and entry.sub or '', -1)
-      redis.call('PUBLISH', notify, 'presence\\nleave\\n' .. stored)
+      if notify ~= '' then redis.call('PUBLISH', notify, 'presence\\nleave\\n' .. stored) end
     end
   end
 end
@@ -110,7 +110,14 @@ class RedisPresence:
         await self._client.aclose()
         await self._pool.disconnect()
 
-    async def apply(self, pod: str, joins: Sequence[Entry], leaves: Sequence[Entry], emptied: Sequence[str]) -> None:
+    async def apply(
+        self,
+        pod: str,
+        joins: Sequence[Entry],
+        leaves: Sequence[Entry],
+        emptied: Sequence[str],
+        quiet: Collection[str] = (),
+    ) -> None:
         keys = self.keys
         by_channel: dict[str, tuple[list[Entry], list[Entry]]] = defaultdict(lambda: ([], []))
         for entry in joins:
@@ -120,7 +127,8 @@ class RedisPresence:
         calls: list[tuple[list[str], list[str | int]]] = []
         for channel, (joined, left) in by_channel.items():
             for start in range(0, max(len(joined), len(left)), CHUNK):
-                args: list[str | int] = [keys.notify(channel), len(joined[start : start + CHUNK])]
+                notify = "" if channel in quiet else keys.notify(channel)
+                args: list[str | int] = [notify, len(joined[start : start + CHUNK])]
                 for e in joined[start : start + CHUNK]:
                     args += [e.field, e.to_json(), e.sub or ""]
                 for e in left[start : start + CHUNK]:

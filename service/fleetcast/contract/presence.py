@@ -26,8 +26,9 @@ from fleetcast.contract.heartbeat import INTERVAL_SECONDS
 
 LEASE_SECONDS = 15.0
 """Default: entries of a pod that died are gone (and their leaves sent) within this long."""
-MIN_LEASE_SECONDS = 4 * INTERVAL_SECONDS
-"""A shorter lease would call a pod dead after a heartbeat or two late."""
+MIN_LEASE_SECONDS = 5 * INTERVAL_SECONDS
+"""A shorter lease would call a pod dead after two heartbeats late (a busy event loop, a slow Redis): the pod
+would be reaped, its leaves announced, and its entries written again a heartbeat later."""
 GRACE_SECONDS = 5.0
 """Default: how long a leave is held back; a join of the same client identity within it cancels both."""
 INFO_MAX_BYTES = 1024
@@ -39,7 +40,7 @@ CLIENT_ID = re.compile(r"[A-Za-z0-9_.-]{8,64}\Z")
 def dead_after(lease: float) -> float:
     """Heartbeat age past which a pod's entries are dead. Two heartbeat periods short of the lease, so that the
     reaper, which runs once per heartbeat, has deleted them by the time the lease is over."""
-    return max(lease - 2 * INTERVAL_SECONDS, 2 * INTERVAL_SECONDS)
+    return max(lease - 2 * INTERVAL_SECONDS, 3 * INTERVAL_SECONDS)
 
 
 def field(sub: str | None, client: str) -> str:

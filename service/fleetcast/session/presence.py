@@ -11,12 +11,12 @@ The rules (``docs/protocol.md``, "Presence"; the choices behind them in ``docs/d
   join replaces the entry, and the held leave then finds another connection's entry and deletes nothing: no
   leave, no join, no flapping when a drain moves clients to another pod.
 - The lease is the heartbeat: each heartbeat the pod reads the registry (one command), remembers which pods are
-  alive, and the live pod whose name sorts first deletes the entries of pods whose heartbeat is older than
+  dead (stale record), and the live pod whose name sorts first deletes the entries of pods whose heartbeat is older than
   :func:`~fleetcast.contract.presence.dead_after`, announcing their leaves. It then removes the dead pod's record
   if it is still the stale one, so a pod that was only slow finds its record new on its next heartbeat and
   writes its entries again, as after a Redis restart that lost them.
 
-Reads filter entries of pods that are not alive; a stats answer counts them until they are reaped (within one
+Reads skip entries of pods whose record is stale; a stats answer counts them until they are reaped (within one
 lease). Bounds: pending joins are one per local entry; pending leaves are capped (:data:`MAX_PENDING_LEAVES`).
 """
 
@@ -99,11 +99,14 @@ class Presence:
         self._joins: dict[Key, Entry] = {}
         self._held: deque[tuple[float, Entry]] = deque()
         self._maybe_empty: set[str] = set()
+        self._quiet: set[str] = set()
+        """Channels whose policy (at the last join here) has no joinLeave: their changes are not announced."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reaped: dict[str, float] = {}
-        self.live_pods: frozenset[str] | None = None
-        """Pods whose heartbeat is fresh, as of the last heartbeat; None until known (then nobody is filtered)."""
+        self.dead_pods: frozenset[str] = frozenset()
+        """Pods whose heartbeat record is stale, as of this pod's last heartbeat: reads skip their entries. (Not
+        "every pod without a fresh record": a pod that started since is unknown, and its entries are good.)"""
         self.writes = 0
         """Batches written, for the benchmark and metrics."""
 
@@ -127,8 +130,9 @@ class Presence:
 
     # --- the session core's calls -------------------------------------------------------------------------------
 
-    def join(self, session: Session, channel: str) -> Entry:
-        """Register ``session`` in ``channel`` (its policy has presence); returns the entry to leave with."""
+    def join(self, session: Session, channel: str, *, announced: bool = True) -> Entry:
+        """Register ``session`` in ``channel`` (its policy has presence; ``announced``: and joins and leaves);
+        returns the entry to leave with."""
         if session.presence_conn is None:
             session.presence_conn = f"{self.pod}.{self._nonce}.{next(self._conns)}"
             chosen = session.client_id if session.principal.sub is not None else None
@@ -144,6 +148,10 @@ class Presence:
             since=time.time(),
         )
         key = (channel, entry.field)
+        if announced:
+            self._quiet.discard(channel)
+        else:
+            self._quiet.add(channel)
         if key not in self._local:
             self._counts[channel] += 1
         self._local[key] = entry
@@ -169,8 +177,8 @@ class Presence:
     async def page(self, channel: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """About ``limit`` present clients from ``cursor`` (0: first page) and the next cursor (0: last page)."""
         entries, next_cursor = await self.store.page(channel, cursor, limit)
-        live = self.live_pods
-        return [e.public() for e in entries if live is None or e.pod in live], next_cursor
+        dead = self.dead_pods
+        return [e.public() for e in entries if e.pod not in dead], next_cursor
 
     async def stats(self, channel: str) -> Stats:
         return await self.store.stats(channel)
@@ -189,15 +197,15 @@ class Presence:
         restarted, or a reaper took the pod for dead); learn which pods are alive; reap the dead ones if this
         pod is the reaper. Raises :class:`FleetcastError` when the store is out of reach."""
         if record_was_new and self._local:
-            log.info("presence: this pod's heartbeat record was gone; writing its %d entries again", len(self._local))
+            log.warning("presence: this pod's heartbeat record was gone; writing %d entries again", len(self._local))
             self._joins.update(self._local)
             self._wake.set()
         beats = await self.fleet.heartbeats()
         now = time.time()
         limit = dead_after(self.lease)
         live = {pod for pod, beat in beats.items() if now - beat.timestamp <= limit} | {self.pod}
-        self.live_pods = frozenset(live)
         dead = {pod: beat.timestamp for pod, beat in beats.items() if pod not in live}
+        self.dead_pods = frozenset(dead)
         for pod in [p for p in self._reaped if p not in dead]:
             del self._reaped[pod]
         if min(live) != self.pod:
@@ -209,7 +217,7 @@ class Presence:
             await self.fleet.forget_heartbeat(pod, stamp)
             self._reaped[pod] = stamp
             if removed:
-                log.info("presence: removed %d entries of pod %s (no heartbeat for %.0f s)", removed, pod, now - stamp)
+                log.warning("presence: removed %d entries of dead pod %s (%.0f s silent)", removed, pod, now - stamp)
 
     # --- writing -------------------------------------------------------------------------------------------------
 
@@ -247,7 +255,7 @@ class Presence:
             self._counts[entry.channel] -= 1
         emptied = [c for c in self._maybe_empty | {e.channel for e in leaves} if self._counts[c] <= 0]
         try:
-            await self.store.apply(self.pod, joins, leaves, emptied)
+            await self.store.apply(self.pod, joins, leaves, emptied, self._quiet)
         except FleetcastError:
             for entry in joins:  # write them next time, unless replaced meanwhile
                 self._joins.setdefault((entry.channel, entry.field), entry)
@@ -260,6 +268,7 @@ class Presence:
         for channel in emptied:
             if self._counts[channel] <= 0:
                 del self._counts[channel]
+                self._quiet.discard(channel)
 
     def _release(self, channel: str) -> None:
         self._counts[channel] -= 1

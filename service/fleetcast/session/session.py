@@ -289,7 +289,7 @@ class Session:
                 last = await self._replay(subscription, since, ref)
             self._go_live(subscription, last)
             if policy.presence_enabled and self.presence is not None and subscription.active:
-                subscription.entry = self.presence.join(self, channel)
+                subscription.entry = self.presence.join(self, channel, announced=policy.presence_join_leave)
         except BaseException:
             self._drop(subscription)
             raise
