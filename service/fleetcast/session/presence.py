@@ -256,8 +256,8 @@ class Presence:
         emptied = [c for c in self._maybe_empty | {e.channel for e in leaves} if self._counts[c] <= 0]
         try:
             await self.store.apply(self.pod, joins, leaves, emptied, self._quiet)
-        except FleetcastError:
-            for entry in joins:  # write them next time, unless replaced meanwhile
+        except BaseException:  # the store refused, or close() cancelled the write: both are written again
+            for entry in joins:  # next time, unless replaced meanwhile
                 self._joins.setdefault((entry.channel, entry.field), entry)
             for entry in reversed(leaves):
                 self._counts[entry.channel] += 1
