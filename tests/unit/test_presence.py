@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from fleetcast.auth.principal import ANONYMOUS, BadClaims, Principal, principal_from_claims
+from fleetcast.auth.principal import ANONYMOUS, BadClaims, Grants, Principal, principal_from_claims
 from fleetcast.broker.fleet import MemoryFleet
+from fleetcast.broker.memory import MemoryBroker
 from fleetcast.broker.presence import MemoryPresence
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.policy import ChannelPolicy
@@ -20,8 +21,14 @@ from fleetcast.contract.presence import Entry, dead_after, field
 from fleetcast.core import messages
 from fleetcast.core.messages import ProtocolError
 from fleetcast.errors import BadRequest
+from fleetcast.hub.hub import Hub
 from fleetcast.hub.notice import Notice
+from fleetcast.session.access import Access
+from fleetcast.session.policies import PolicyBook
 from fleetcast.session.presence import Presence, client_id
+from fleetcast.session.publisher import Publisher
+from fleetcast.session.session import Limits, Session
+from tests.unit.test_session import RecordingCodec, RecordingWire
 
 GRACE = 0.2
 
@@ -196,3 +203,45 @@ async def test_only_the_first_live_pod_reaps(setup: tuple[Presence, MemoryPresen
     assert ("leave", "ghost-0001", "gus") not in log.said
     listed, _ = await presence.page("room", 0, 10)
     assert listed == []  # filtered all the same: p9 is not alive
+
+
+class PresenceCodec(RecordingCodec):
+    def presence(self, notice: Notice) -> bytes:
+        public = notice.public()
+        return (json.dumps([notice.kind, public["client"], public["sub"]]) + "\n").encode()
+
+
+async def test_a_session_hears_joins_in_order_and_a_first_token_makes_its_entry_the_users() -> None:
+    """A real session on the embedded broker: subscribing to a presence channel registers it and it hears its own
+    join; a first token after anonymous subscribes replaces the anonymous entry by the user's (with the client
+    id the connection sent): a join of the user, the anonymous leave after the grace; unsubscribing leaves."""
+    broker = MemoryBroker()
+    hub = Hub(broker)
+    await broker.start(hub.deliver)
+    store = MemoryPresence(hub.presence)
+    presence = Presence(store, MemoryFleet(pod="p1"), pod="p1", grace=GRACE, tick=0.01)
+    await presence.start()
+    policy = ChannelPolicy(subscribe_anonymous=True, presence_enabled=True, presence_join_leave=True)
+    wire = RecordingWire()
+    session = Session(hub=hub, broker=broker, access=Access(PolicyBook(policy)), publisher=Publisher(broker),
+                      wire=wire, codec=PresenceCodec(), limits=Limits(), presence=presence,
+                      client_id="page-0000001")  # fmt: skip
+    try:
+        await session.subscribe("room", None)
+        await settle()
+        anonymous = wire.records[-1]
+        assert anonymous[0] == "join"
+        assert anonymous[1] != "page-0000001"  # not taken without a sub
+        assert anonymous[2] is None
+        session.authenticate(Principal("token", sub="ann", subscribe=Grants(everything=True)))
+        await settle(GRACE + 0.1)
+        assert wire.records[-2:] == [("join", "page-0000001", "ann"), ("leave", anonymous[1], None)]
+        listed, _ = await presence.page("room", 0, 10)
+        assert [(c["client"], c["sub"]) for c in listed] == [("page-0000001", "ann")]
+        session.unsubscribe("room")
+        await settle(GRACE + 0.1)
+        assert (await presence.stats("room")).clients == 0
+    finally:
+        session.release()
+        await presence.close()
+        await broker.close()

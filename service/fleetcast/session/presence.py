@@ -172,6 +172,16 @@ class Presence:
             log.warning("presence: more than %d leaves pending; dropped the oldest", MAX_PENDING_LEAVES)
         self._wake.set()
 
+    def reidentify(self, session: Session) -> None:
+        """The connection's user changed (a first token after anonymous subscribes, or new ``info``): its entries
+        leave as what they were and join again as the user, with the client id the connection sent."""
+        session.presence_conn = session.presence_client = None
+        for subscription in session.subscriptions.values():
+            if subscription.entry is not None:
+                self.leave(subscription.entry)
+                announced = subscription.policy.presence_join_leave
+                subscription.entry = self.join(session, subscription.channel, announced=announced)
+
     # --- reads ---------------------------------------------------------------------------------------------------
 
     async def page(self, channel: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:

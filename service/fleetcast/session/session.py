@@ -207,7 +207,10 @@ class Session:
         client is told with an ``unsubscribed`` carrying the reason)."""
         if not self.principal.anonymous and principal.sub != self.principal.sub:
             raise Forbidden("a refreshed token must be for the same user ('sub') as the one it replaces")
+        reidentify = principal.sub != self.principal.sub or principal.info != self.principal.info
         self.principal = principal
+        if reidentify and self.presence is not None and self.presence_conn is not None:
+            self.presence.reidentify(self)
         self._watch_expiry()
         for channel, subscription in list(self.subscriptions.items()):
             try:
