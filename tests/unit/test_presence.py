@@ -20,7 +20,7 @@ from fleetcast.contract.policy import ChannelPolicy
 from fleetcast.contract.presence import Entry, dead_after, field
 from fleetcast.core import messages
 from fleetcast.core.messages import ProtocolError
-from fleetcast.errors import BadRequest
+from fleetcast.errors import BadRequest, RateLimited
 from fleetcast.hub.hub import Hub
 from fleetcast.hub.notice import Notice
 from fleetcast.session.access import Access
@@ -245,3 +245,17 @@ async def test_a_session_hears_joins_in_order_and_a_first_token_makes_its_entry_
         session.release()
         await presence.close()
         await broker.close()
+
+
+async def test_presence_reads_over_a_websocket_are_rate_limited_per_connection() -> None:
+    """20 reads at once pass, the next is refused with the rate (each may scan 1,000 entries); the refusal needs
+    no rights, the rights are checked on every read that passes."""
+    broker = MemoryBroker()
+    hub = Hub(broker)
+    policy = ChannelPolicy(subscribe_anonymous=True, presence_enabled=True)
+    session = Session(hub=hub, broker=broker, access=Access(PolicyBook(policy)), publisher=Publisher(broker),
+                      wire=RecordingWire(), codec=PresenceCodec(), limits=Limits())  # fmt: skip
+    for _ in range(20):
+        assert session.read_presence("room") is not None
+    with pytest.raises(RateLimited, match="presence reads per second"):
+        session.read_presence("room")

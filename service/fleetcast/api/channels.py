@@ -203,7 +203,7 @@ async def presence_list(
     """One page of the clients present in the channel, across the fleet: ``{"channel", "clients": [{"client",
     "sub", "info", "since"}...], "cursor"}``; pass ``cursor`` back for the next page (0: this was the last)."""
     pod = _pod(request)
-    presence.readable(pod.access, await _reader(request, pod), channel)
+    presence.presence_readable(pod.access, await _reader(request, pod), channel)
     clients, next_cursor = await pod.presence.page(channel, cursor, limit)
     return Response(
         orjson.dumps({"channel": channel, "clients": clients, "cursor": next_cursor}), media_type="application/json"
@@ -214,7 +214,7 @@ async def presence_list(
 async def presence_stats(channel: str, request: Request) -> Response:
     """How many clients are present, and how many distinct users (``sub``) they are."""
     pod = _pod(request)
-    presence.readable(pod.access, await _reader(request, pod), channel)
+    presence.presence_readable(pod.access, await _reader(request, pod), channel)
     stats = await pod.presence.stats(channel)
     return Response(
         orjson.dumps({"channel": channel, "clients": stats.clients, "users": stats.users}),

@@ -61,7 +61,7 @@ def client_id(value: str | None) -> str | None:
     return value
 
 
-def readable(access: Access, principal: Principal, channel: str) -> ChannelPolicy:
+def presence_readable(access: Access, principal: Principal, channel: str) -> ChannelPolicy:
     """The policy of a channel whose presence ``principal`` may read: subscribe rights first (401/403, so a
     refusal says nothing of the policy), then presence must be on (404 ``presence_disabled``)."""
     policy = access.read(principal, channel)

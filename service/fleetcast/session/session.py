@@ -38,7 +38,7 @@ from fleetcast.observability import tracing
 from fleetcast.session.access import Access
 from fleetcast.session.backlog import Backlog
 from fleetcast.session.counters import SessionCounters
-from fleetcast.session.presence import Presence
+from fleetcast.session.presence import Presence, presence_readable
 from fleetcast.session.publisher import Publisher
 from fleetcast.session.ratelimit import TokenBucket
 from fleetcast.session.wire import Codec, Wire
@@ -68,6 +68,10 @@ class Limits:
     """Subscribe and unsubscribe requests one connection may make per second."""
     subscribe_burst: float = 200.0
     """... at once: a client resuming every channel after a reconnect (up to ``max_channels``) fits."""
+    presence_reads_per_second: float = 5.0
+    """``presence`` and ``presence_stats`` requests one connection may make per second (a page can be 1,000
+    entries: a client looping on it would keep Redis scanning)."""
+    presence_reads_burst: float = 20.0
     abuse_strikes: int = 20
     """Requests refused for rate in a row, after which the connection is cut off (4129)."""
 
@@ -246,6 +250,12 @@ class Session:
         raise RateLimited(
             f"this connection may make {rate:g} {what} per second; retry in {wait:.2f} s", retry_after=wait
         )
+
+    def read_presence(self, channel: str) -> ChannelPolicy:
+        """May this connection read the channel's presence now: its rate, its rights, the channel's policy."""
+        limits = self.limits
+        self._take("presence", limits.presence_reads_per_second, limits.presence_reads_burst, "presence reads")
+        return presence_readable(self.access, self.principal, channel)
 
     async def publish(self, channel: str, data: Any, type: str, ref: Ref = None) -> str:
         """A client's publish over this connection: permission, this connection's rate, then the channel's

@@ -187,11 +187,11 @@ async def _handle(pod: Pod, session: Session, text: str) -> None:
             case messages.Ping(ref=ref):
                 reply = messages.pong(ref)
             case messages.PresenceRead(channel=channel, cursor=cursor, limit=limit, ref=ref):
-                presence.readable(pod.access, session.principal, channel)
+                session.read_presence(channel)
                 clients, next_cursor = await pod.presence.page(channel, cursor, limit)
                 reply = messages.presence(ref, channel, clients, next_cursor)
             case messages.PresenceStats(channel=channel, ref=ref):
-                presence.readable(pod.access, session.principal, channel)
+                session.read_presence(channel)
                 stats = await pod.presence.stats(channel)
                 reply = messages.presence_stats(ref, channel, stats.clients, stats.users)
     except PayloadTooLarge as error:
