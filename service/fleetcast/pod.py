@@ -221,6 +221,9 @@ class Pod:
             multiplexed=self.multiplexed,
             shed_remaining=self.shed.remaining,
             shed_closed=self.shed.closed,
+            presence_entries=self.presence.by_family(),
+            presence_writes=self.presence.writes,
+            presence_reaped=self.presence.reaped,
         )
 
     async def start(self) -> None:

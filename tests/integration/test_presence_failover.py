@@ -86,6 +86,10 @@ async def test_kill_9_of_a_pod_removes_its_members_within_one_lease_with_a_leave
         for m in members:
             leaves = sorted(c for kind, c in m.seen if kind == "leave")
             assert leaves == sorted(c for _, c in on_a), (m.client, m.seen)
+        async with httpx.AsyncClient(base_url=pod_b.admin_url, headers=pod_b.admin_headers) as admin:
+            metrics = (await admin.get("/metrics")).text
+        assert "fleetcast_presence_reaped_total 3.0" in metrics  # B, the only live pod, reaped A's three
+        assert 'fleetcast_presence_entries{family="room"} 2.0' in metrics
     store = redis.Redis.from_url(server.url)
     names = RedisKeys("default", "default")
     try:

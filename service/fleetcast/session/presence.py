@@ -108,7 +108,9 @@ class Presence:
         """Pods whose heartbeat record is stale, as of this pod's last heartbeat: reads skip their entries. (Not
         "every pod without a fresh record": a pod that started since is unknown, and its entries are good.)"""
         self.writes = 0
-        """Batches written, for the benchmark and metrics."""
+        """Batches of joins and leaves written, for metrics."""
+        self.reaped = 0
+        """Entries of dead pods this pod removed, for metrics."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever(), name="presence-flush")
@@ -226,6 +228,7 @@ class Presence:
             removed = await self.store.reap(pod)
             await self.fleet.forget_heartbeat(pod, stamp)
             self._reaped[pod] = stamp
+            self.reaped += removed
             if removed:
                 log.warning("presence: removed %d entries of dead pod %s (%.0f s silent)", removed, pod, now - stamp)
 
