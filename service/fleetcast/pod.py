@@ -1,8 +1,9 @@
 """One gateway pod's runtime: broker, hub, policies, fleet membership and drain, started and stopped together.
 
 Besides composing the parts, the pod owns one housekeeping task: it writes this pod's heartbeat to the pod
-registry every :data:`~fleetcast.contract.heartbeat.INTERVAL_SECONDS` (sooner after a drain starts), and reloads
-channel policies when the fleet says they changed. Commands addressed to this pod (drain, shed) arrive from the
+registry every :data:`~fleetcast.contract.heartbeat.INTERVAL_SECONDS` (sooner after a drain starts), renews
+presence's lease after each heartbeat (:class:`~fleetcast.session.presence.Presence`), and reloads channel
+policies when the fleet says they changed. Commands addressed to this pod (drain, shed) arrive from the
 fleet.
 """
 
@@ -276,9 +277,13 @@ class Pod:
                 await self._reload_policies()
             try:
                 record_was_new = await self.fleet.write_heartbeat(self.heartbeat())
-                await self.presence.renew(record_was_new)
             except FleetcastError as exc:
                 log.debug("heartbeat not written: %s", exc)
+            else:
+                try:
+                    await self.presence.renew(record_was_new)
+                except FleetcastError as exc:
+                    log.debug("presence lease not renewed: %s", exc)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 busy = self.drain.draining or self.shed.shedding

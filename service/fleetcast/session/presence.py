@@ -74,6 +74,9 @@ def presence_readable(access: Access, principal: Principal, channel: str) -> Cha
 
 
 class Presence:
+    """This pod's presence entries, their batched writes, and its part of the lease (see the module docstring).
+    The pod owns it: :meth:`start` after the broker, :meth:`close` before it; :meth:`renew` after each heartbeat."""
+
     def __init__(
         self,
         store: PresenceStore,
