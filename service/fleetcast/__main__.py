@@ -16,6 +16,7 @@ from fleetcast.client import cli as client_cli
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
 from fleetcast.contract.presence import MIN_LEASE_SECONDS
+from fleetcast.contract.redis_url import seed_nodes
 from fleetcast.drain.controller import DrainSettings
 from fleetcast.settings import AdminSettings, BrokerSettings, LimitSettings, ServerSettings, Settings, env
 
@@ -49,6 +50,22 @@ def port(raw: str) -> int:
     return value
 
 
+def redis_mode(raw: str) -> str:
+    """``standalone`` or ``cluster``."""
+    value = raw.strip().lower()
+    if value not in ("standalone", "cluster"):
+        raise ValueError(raw)
+    return value
+
+
+def replicas(raw: str) -> int:
+    """A number of replicas, 0 or more."""
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run a gateway pod (embedded broker unless --redis-url is given)")
     server, limits, drain, auth = ServerSettings(), LimitSettings(), DrainSettings(), AuthSettings()
@@ -61,7 +78,9 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("pod-name", str, server.pod_name, "this pod's name in heartbeats and drain commands"),
         ("gateway", str, server.gateway, "the Gateway this pod belongs to"),
         ("namespace", str, server.namespace, "the Gateway's Kubernetes namespace (names the Redis keys)"),
-        ("redis-url", str, None, "Redis to share events through (unset: the embedded broker)"),
+        ("redis-url", str, None, "Redis to share events through (unset: the embedded broker); cluster: seed list"),
+        ("redis-mode", redis_mode, broker.redis_mode, "'standalone' Redis or 'cluster' (Redis Cluster, 7.0+)"),
+        ("redis-wait-replicas", replicas, broker.redis_wait_replicas, "replicas that must hold a publish before 201"),
         ("publish-key", str, None, "one API key (named 'default') backends publish with"),
         ("publish-keys-dir", str, None, "directory of API keys, one file per key (a mounted Secret)"),
         ("jwt-secret-file", str, None, "file with the shared secret of HS256/384/512 tokens"),
@@ -146,6 +165,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admin=AdminSettings(port=args.admin_port, token_file=args.admin_token_file or None),
         broker=BrokerSettings(
             redis_url=args.redis_url or None,
+            redis_mode=args.redis_mode,
+            redis_wait_replicas=args.redis_wait_replicas,
             history_max_events=args.history_max_events,
             idle_channel_ttl=args.idle_channel_ttl if args.idle_channel_ttl > 0 else None,
             strict_channels=args.strict_channels,
@@ -199,6 +220,16 @@ def check_auth(auth: AuthSettings) -> None:
     if auth.jwt_public_key_file:
         read_public_key(auth.jwt_public_key_file)
     read_publish_keys(auth.publish_keys_dir, auth.publish_key)
+
+
+def check_redis(broker: BrokerSettings) -> None:
+    """Refuse a cluster mode without a Redis URL, or a seed list that is not one (the message names what is wrong;
+    the URL itself may hold a password and is not repeated)."""
+    if broker.redis_mode != "cluster":
+        return
+    if broker.redis_url is None:
+        raise ValueError("--redis-mode cluster needs --redis-url with the cluster's seed nodes")
+    seed_nodes(broker.redis_url)
 
 
 def check_tracing() -> None:
@@ -337,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"--admin-port {settings.admin.port} is the public port: the admin port needs its own")
         try:
             Keys(settings.server.namespace, settings.server.gateway)  # both name Redis keys: refuse odd names
+            check_redis(settings.broker)
             check_auth(settings.auth)
             check_tracing()
             token, generated = admin_token_for(settings.admin)  # last: nothing may fail after it makes a file

@@ -56,7 +56,7 @@ def make_presence(settings: Settings, hub: Hub) -> PresenceStore:
     from fleetcast.broker.redis_presence import RedisPresence
 
     keys = Keys(settings.server.namespace, settings.server.gateway)
-    return RedisPresence(settings.broker.redis_url, keys=keys)
+    return RedisPresence(settings.broker.redis_url, keys=keys, mode=settings.broker.redis_mode)
 
 
 def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
@@ -67,9 +67,10 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
-    url, namespace = settings.broker.redis_url, settings.server.namespace
+    url, namespace, mode = settings.broker.redis_url, settings.server.namespace, settings.broker.redis_mode
     keys = Keys(namespace, gateway)
-    return RedisStreamsBroker(url, keys=keys), RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace)
+    broker = RedisStreamsBroker(url, keys=keys, mode=mode, wait_replicas=settings.broker.redis_wait_replicas)
+    return broker, RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace, mode=mode)
 
 
 class Pod:
@@ -219,6 +220,7 @@ class Pod:
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
             broker_channels=self.broker.channels_held,
+            broker_shards=self.broker.shards,
             multiplexed=self.multiplexed,
             shed_remaining=self.shed.remaining,
             shed_closed=self.shed.closed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Literal
 
 from fleetcast.auth.authenticator import AuthSettings
 from fleetcast.contract.presence import GRACE_SECONDS, LEASE_SECONDS
@@ -42,7 +43,13 @@ class AdminSettings:
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     redis_url: str | None = None
-    """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet)."""
+    """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet). In
+    cluster mode it lists seed nodes: ``redis://[user:password@]host1:port1,host2:port2``."""
+    redis_mode: Literal["standalone", "cluster"] = "standalone"
+    """``standalone`` (one Redis server) or ``cluster`` (a Redis Cluster: sharded pub/sub, one reader per master)."""
+    redis_wait_replicas: int = 0
+    """Acknowledge a publish only after this many replicas hold it (``WAIT`` after the publish script); 0: as soon
+    as the master has it. Costs a replication round trip per publish (``docs/benchmarks.md``)."""
     history_max_events: int = 1000
     """Retention of channels whose family no Channel resource declares."""
     idle_channel_ttl: float | None = 3600.0

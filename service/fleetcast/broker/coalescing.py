@@ -72,6 +72,13 @@ class CoalescingBroker:
     def ready(self) -> bool:
         return self._inner.ready
 
+    def ready_for(self, channel: str) -> bool:
+        return self._inner.ready_for(channel)
+
+    @property
+    def shards(self) -> dict[str, bool] | None:
+        return self._inner.shards
+
     @property
     def channels_held(self) -> int | None:
         return self._inner.channels_held

@@ -22,7 +22,8 @@ from typing import Any
 
 import redis.exceptions
 
-from fleetcast.broker.redis_common import Script, execute, make_client, make_pool, text, unavailable
+from fleetcast.broker.redis_common import Script, execute, text, unavailable
+from fleetcast.broker.redis_connect import Mode, connect
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.presence import Entry, Stats
 
@@ -43,16 +44,17 @@ end
 APPLY = Script(
     _COUNT
     + """
--- KEYS[1] entries, KEYS[2] users; ARGV: notify channel ('': announce nothing), number of joins, then per join:
--- field, entry, sub ('' if anonymous); then per leave: field, conn
-local notify, joins = ARGV[1], tonumber(ARGV[2])
-local i = 3
+-- KEYS[1] entries, KEYS[2] users; ARGV: notify channel ('': announce nothing), notify command (PUBLISH, or
+-- SPUBLISH on a cluster), number of joins, then per join: field, entry, sub ('' if anonymous); then per leave:
+-- field, conn
+local notify, publish, joins = ARGV[1], ARGV[2] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH', tonumber(ARGV[3])
+local i = 4
 for _ = 1, joins do
   local field, entry, sub = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   i = i + 3
   if redis.call('HSET', KEYS[1], field, entry) == 1 then
     count(KEYS[2], sub, 1)
-    if notify ~= '' then redis.call('PUBLISH', notify, 'presence\\njoin\\n' .. entry) end
+    if notify ~= '' then redis.call(publish, notify, 'presence\\njoin\\n' .. entry) end
   end
 end
 while i <= #ARGV do
@@ -64,7 +66,7 @@ while i <= #ARGV do
     if entry.conn == conn then
       redis.call('HDEL', KEYS[1], field)
       count(KEYS[2], type(entry.sub) == 'string' and entry.sub or '', -1)
-      if notify ~= '' then redis.call('PUBLISH', notify, 'presence\\nleave\\n' .. stored) end
+      if notify ~= '' then redis.call(publish, notify, 'presence\\nleave\\n' .. stored) end
     end
   end
 end
@@ -77,16 +79,17 @@ carries the leaving connection) of one channel, atomically."""
 REAP = Script(
     _COUNT
     + """
--- KEYS[1] entries, KEYS[2] users; ARGV: notify channel, dead pod, fields...
+-- KEYS[1] entries, KEYS[2] users; ARGV: notify channel, notify command (PUBLISH or SPUBLISH), dead pod, fields...
+local publish = ARGV[2] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH'
 local removed = 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local stored = redis.call('HGET', KEYS[1], ARGV[i])
   if stored then
     local entry = cjson.decode(stored)
-    if entry.pod == ARGV[2] then
+    if entry.pod == ARGV[3] then
       redis.call('HDEL', KEYS[1], ARGV[i])
       count(KEYS[2], type(entry.sub) == 'string' and entry.sub or '', -1)
-      redis.call('PUBLISH', ARGV[1], 'presence\\nleave\\n' .. stored)
+      redis.call(publish, ARGV[1], 'presence\\nleave\\n' .. stored)
       removed = removed + 1
     end
   end
@@ -101,14 +104,15 @@ class RedisPresence:
     """A :class:`fleetcast.broker.presence.PresenceStore` on Redis (announcements arrive through the live
     reader, like events)."""
 
-    def __init__(self, url: str, *, keys: Keys, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, keys: Keys, timeout: float = 2.0, mode: Mode = "standalone") -> None:
         self.keys = keys
-        self._pool = make_pool(url, timeout=timeout, max_connections=4)
-        self._client = make_client(self._pool)
+        self._target = connect(url, mode=mode, timeout=timeout, max_connections=4)
+        self._client = self._target.client
+        self._publish = "SPUBLISH" if self._target.cluster else "PUBLISH"
+        """How announcements go out: on a cluster as sharded messages, like the publish script's notifications."""
 
     async def close(self) -> None:
-        await self._client.aclose()
-        await self._pool.disconnect()
+        await self._target.close()
 
     async def apply(
         self,
@@ -128,18 +132,19 @@ class RedisPresence:
         for channel, (joined, left) in by_channel.items():
             for start in range(0, max(len(joined), len(left)), CHUNK):
                 notify = "" if channel in quiet else keys.notify(channel)
-                args: list[str | int] = [notify, len(joined[start : start + CHUNK])]
+                args: list[str | int] = [notify, self._publish, len(joined[start : start + CHUNK])]
                 for e in joined[start : start + CHUNK]:
                     args += [e.field, e.to_json(), e.sub or ""]
                 for e in left[start : start + CHUNK]:
                     args += [e.field, e.conn]
                 calls.append(([keys.presence(channel), keys.presence_users(channel)], args))
         added = sorted({e.channel for e in joins})
-        with unavailable("presence"):
-            try:
-                await self._pipeline(pod, calls, added, emptied, by_sha=True)
-            except redis.exceptions.NoScriptError:
-                await self._pipeline(pod, calls, added, emptied, by_sha=False)
+        async with self._target.slot():
+            with unavailable("presence"):
+                try:
+                    await self._pipeline(pod, calls, added, emptied, by_sha=True)
+                except redis.exceptions.NoScriptError:
+                    await self._pipeline(pod, calls, added, emptied, by_sha=False)
 
     async def _pipeline(
         self,
@@ -161,10 +166,10 @@ class RedisPresence:
             await pipe.execute()
 
     async def page(self, channel: str, cursor: int, count: int) -> tuple[list[Entry], int]:
-        with unavailable("presence"):
-            reply = await execute(
-                self._client, "HSCAN", self.keys.presence(channel), cursor, "COUNT", min(max(count, 1), PAGE_MAX)
-            )
+        key = self.keys.presence(channel)
+        async with self._target.slot():
+            with unavailable("presence"):
+                reply = await execute(self._client, "HSCAN", key, cursor, "COUNT", min(max(count, 1), PAGE_MAX))
         next_cursor, flat = reply
         entries = []
         for _, value in _pairs(flat):
@@ -175,16 +180,21 @@ class RedisPresence:
         return entries, int(next_cursor)
 
     async def stats(self, channel: str) -> Stats:
-        with unavailable("presence"):
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.execute_command("HLEN", self.keys.presence(channel))
-                pipe.execute_command("HLEN", self.keys.presence_users(channel))
-                clients, users = await pipe.execute()
+        async with self._target.slot():
+            with unavailable("presence"):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.execute_command("HLEN", self.keys.presence(channel))
+                    pipe.execute_command("HLEN", self.keys.presence_users(channel))
+                    clients, users = await pipe.execute()
         return Stats(clients=int(clients), users=int(users))
 
     async def reap(self, pod: str) -> int:
         """Scan each channel the dead pod held entries in, page by page, and delete its entries."""
         index = self.keys.presence_channels(pod)
+        async with self._target.slot():
+            return await self._reap(pod, index)
+
+    async def _reap(self, pod: str, index: str) -> int:
         removed = 0
         with unavailable("presence"):
             channels = [text(c) for c in await execute(self._client, "SMEMBERS", index)]
@@ -195,7 +205,8 @@ class RedisPresence:
                     cursor, flat = await execute(self._client, "HSCAN", keys[0], cursor, "COUNT", PAGE_MAX)
                     fields = [text(f) for f, v in _pairs(flat) if _of_pod(v, pod)]
                     if fields:
-                        removed += int(await REAP.run(self._client, keys, [self.keys.notify(channel), pod, *fields]))
+                        args = [self.keys.notify(channel), self._publish, pod, *fields]
+                        removed += int(await REAP.run(self._client, keys, args))
                     if int(cursor) == 0:
                         break
             await execute(self._client, "DEL", index)
