@@ -6,13 +6,13 @@ A file of its own: a drain and a grace window take seconds, so xdist runs it bes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from fleetcast.client import WsClient
+from fleetcast.client import SseClient, WsClient
 from tests.integration.test_presence import ROOM, present, token
 from tests.support.gateway import GatewayProcess, gateway
 from tests.support.processes import RedisServer, declare, redis_server
@@ -42,23 +42,25 @@ def fleet(keys: Keys) -> Iterator[tuple[RedisServer, GatewayProcess, GatewayProc
 async def test_a_drain_moves_members_to_the_other_pod_without_a_leave_or_join_and_presence_stays_at_five(
     fleet: tuple[RedisServer, GatewayProcess, GatewayProcess], keys: Keys
 ) -> None:
-    """Three clients on pod A (the reference client, which keeps its client id across reconnects) and two on pod
-    B; A drains and exits: every client ends on B, presence read on B never shows fewer than five for longer
-    than the grace window, and no client heard a leave or a join of a moved client after the drain began."""
+    """Three clients on pod A (reference clients, two over WebSocket and one over SSE, each keeping its client id
+    across reconnects) and two on pod B (one of each); A drains and exits: every client ends on B, presence read on
+    B never shows fewer than five for longer than the grace window, and neither client on B heard a leave or a
+    join of a moved client after the drain began."""
     _, pod_a, pod_b = fleet
-    heard: list[tuple[str, str]] = []
+    heard: list[tuple[int, str, str]] = []
     drain_began: list[int] = []
 
-    def record(message: dict[str, Any]) -> None:
-        heard.append((message["op"], message["client"]))
+    def recorder(who: int) -> Callable[[dict[str, Any]], None]:
+        return lambda message: heard.append((who, message["op"], message["client"]))
 
-    movers = [
+    movers: list[WsClient | SseClient] = [
         WsClient([pod_a.ws_url, pod_b.ws_url], [ROOM], token=token(keys, f"mover{i}"), client_id=f"mover-{i}-tab-01")
-        for i in range(3)
-    ]
-    stayers = [
-        WsClient([pod_b.ws_url], [ROOM], token=token(keys, f"stay{i}"), client_id=f"stay-{i}-tab", on_presence=record)
         for i in range(2)
+    ]
+    movers.append(SseClient([pod_a.url, pod_b.url], ROOM, token=token(keys, "mover2"), client_id="mover-2-tab-01"))
+    stayers = [
+        WsClient([pod_b.ws_url], [ROOM], token=token(keys, "stay0"), client_id="stay-0-tab", on_presence=recorder(0)),
+        SseClient([pod_b.url], ROOM, token=token(keys, "stay1"), client_id="stay-1-tab", on_presence=recorder(1)),
     ]
     reader = token(keys, "auditor")
     counts: list[tuple[float, int]] = []
@@ -67,9 +69,9 @@ async def test_a_drain_moves_members_to_the_other_pod_without_a_leave_or_join_an
             client.start()
         async with httpx.AsyncClient(base_url=pod_b.url, timeout=10) as http:
             async with asyncio.timeout(15):
-                while len(await present(http, ROOM, reader)) < 5 or any(not c.subscriptions for c in movers):
+                while len(await present(http, ROOM, reader)) < 5 or any(c.stats.connects < 1 for c in movers):
                     await asyncio.sleep(0.1)
-            assert all(c.url == pod_a.ws_url for c in movers)
+            assert all(c.url == c.urls[0] for c in movers)
             loop = asyncio.get_running_loop()
             drain_began.append(len(heard))
             async with httpx.AsyncClient(base_url=pod_a.admin_url, headers=pod_a.admin_headers) as admin:
@@ -84,7 +86,7 @@ async def test_a_drain_moves_members_to_the_other_pod_without_a_leave_or_join_an
     finally:
         for client in [*movers, *stayers]:
             await client.close()
-    assert all(c.url == pod_b.ws_url and c.stats.reconnects >= 1 for c in movers)
+    assert all(c.url == c.urls[-1] and c.stats.reconnects >= 1 for c in movers)
     longest_below = 0.0
     since: float | None = None
     for at, count in counts:
@@ -96,6 +98,7 @@ async def test_a_drain_moves_members_to_the_other_pod_without_a_leave_or_join_an
     assert since is None, f"presence ended below five: {counts[-5:]}"
     assert longest_below <= GRACE, f"presence stayed below five for {longest_below:.1f} s"
     moved = {c.client_id for c in movers}
-    after = [h for h in heard[drain_began[0] :] if h[1] in moved]
+    after = [h for h in heard[drain_began[0] :] if h[2] in moved]
     assert after == [], f"moved clients flapped: {after}"
-    assert {c for op, c in heard if op == "join"} >= moved  # the recorder did hear them join, before the drain
+    for who in (0, 1):  # each recorder did hear the movers join, before the drain
+        assert {c for w, op, c in heard if w == who and op == "join"} >= moved, (who, heard)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleetcast.core import wsframe
+from fleetcast.core import sse, wsframe
 
 KINDS = ("join", "leave")
-SSE_EVENTS = {"join": b"fleetcast.join", "leave": b"fleetcast.leave"}
+SSE_EVENTS = {"join": sse.JOIN_EVENT.encode(), "leave": sse.LEAVE_EVENT.encode()}
 
 
 class Notice:
