@@ -185,7 +185,8 @@ def _changed_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, A
 
 
 def _table(policies: dict[str, ChannelPolicy]) -> str:
-    header = ("FAMILY", "MAX-EVENTS", "MAX-AGE", "TRANSPORTS", "SLOW-CONSUMER", "BUFFER", "MAX-BYTES", "PUBLISH/S")
+    header = ("FAMILY", "MAX-EVENTS", "MAX-AGE", "TRANSPORTS", "SLOW-CONSUMER", "BUFFER", "MAX-BYTES", "PUBLISH/S",
+              "PRESENCE")  # fmt: skip
     rows = [header]
     for family, p in sorted(policies.items()):
         rows.append(
@@ -198,6 +199,7 @@ def _table(policies: dict[str, ChannelPolicy]) -> str:
                 str(p.slow_consumer_buffer),
                 str(p.max_message_bytes),
                 "-" if p.publish_per_second is None else f"{p.publish_per_second:g}",
+                "join-leave" if p.presence_join_leave else "on" if p.presence_enabled else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
