@@ -84,5 +84,6 @@ async def test_presence_joins_lists_counts_leaves_and_reaps_as_the_gateway_user(
             pod.stop()
             assert "NOPERM" not in pod.log()
         assert store.hgetall(keys.presence(channel)) == {}  # its own leaves, written as it stopped
+        assert not store.exists(keys.presence_channels("b-live"))  # and its index, dropped
     finally:
         store.close()

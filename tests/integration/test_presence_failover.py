@@ -134,3 +134,31 @@ async def test_redis_restart_without_persistence_brings_every_entry_back(
         await until(back, 15, "entries written again after the restart")
         stats = await http.get(f"/v1/channels/{ROOM}/presence/stats", headers={"Authorization": f"Bearer {reader}"})
         assert stats.json() == {"channel": ROOM, "clients": 3, "users": 2}
+
+
+async def test_a_pod_restarted_under_its_name_removes_what_its_previous_process_left(
+    fleet: tuple[RedisServer, GatewayProcess, GatewayProcess], keys: Keys
+) -> None:
+    """Pod A is killed and started again at once under the same name (a container restart, faster than the
+    lease, so its record never looks stale): the new process removes the entries of the old one at its first
+    heartbeat, announced as leaves, and keeps its own."""
+    _, pod_a, pod_b = fleet
+    reader = token(keys, "auditor")
+    async with contextlib.AsyncExitStack() as stack, httpx.AsyncClient(base_url=pod_b.url, timeout=10) as http:
+        watcher = await stack.enter_async_context(member(keys, pod_b, "dee", "dee-tab-0001"))
+        async with member(keys, pod_a, "ann", "ann-tab-0001"):
+
+            async def two() -> bool:
+                return len(await present(http, ROOM, reader)) == 2
+
+            await until(two, 10, "two present")
+            await asyncio.to_thread(pod_a.kill)
+        await asyncio.to_thread(pod_a.start)
+        await stack.enter_async_context(member(keys, pod_a, "bob", "bob-tab-0001"))
+
+        async def restarted() -> bool:
+            return sorted(c["sub"] for c in await present(http, ROOM, reader)) == ["bob", "dee"]
+
+        took = await until(restarted, LEASE, "the old process's entry gone, the new one's there")
+        assert took < LEASE - 2  # not by the lease (the record never went stale): by the new process itself
+        assert ("leave", "ann-tab-0001") in watcher.seen

@@ -47,8 +47,13 @@ class PresenceStore(Protocol):
 
     async def stats(self, channel: str) -> Stats: ...
 
-    async def reap(self, pod: str) -> int:
-        """Delete (and announce as leaves) every entry of ``pod``; returns how many."""
+    async def reap(self, pod: str, keep: str = "") -> int:
+        """Delete (and announce as leaves) every entry of ``pod`` but those whose connection id starts with
+        ``keep`` (a restarted process of the pod keeps its own); returns how many."""
+        ...
+
+    async def forget(self, pod: str) -> None:
+        """Drop ``pod``'s index of channels (it exits holding no entry)."""
         ...
 
 
@@ -95,7 +100,15 @@ class MemoryPresence:
         entries = self._channels.get(channel, {}).values()
         return Stats(clients=len(entries), users=len({e.sub for e in entries if e.sub is not None}))
 
-    async def reap(self, pod: str) -> int:
-        doomed = [e for present in self._channels.values() for e in present.values() if e.pod == pod]
+    async def reap(self, pod: str, keep: str = "") -> int:
+        doomed = [
+            e
+            for present in self._channels.values()
+            for e in present.values()
+            if e.pod == pod and not (keep and e.conn.startswith(keep))
+        ]
         await self.apply(pod, (), doomed, ())
         return len(doomed)
+
+    async def forget(self, pod: str) -> None:
+        """Nothing to do: the embedded store keeps no index per pod."""

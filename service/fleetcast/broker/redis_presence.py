@@ -79,14 +79,16 @@ carries the leaving connection) of one channel, atomically."""
 REAP = Script(
     _COUNT
     + """
--- KEYS[1] entries, KEYS[2] users; ARGV: notify channel, notify command (PUBLISH or SPUBLISH), dead pod, fields...
+-- KEYS[1] entries, KEYS[2] users; ARGV: notify channel, notify command (PUBLISH or SPUBLISH), dead pod, prefix of
+-- the connections to keep ('': none), fields...
 local publish = ARGV[2] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH'
+local keep = ARGV[4]
 local removed = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local stored = redis.call('HGET', KEYS[1], ARGV[i])
   if stored then
     local entry = cjson.decode(stored)
-    if entry.pod == ARGV[3] then
+    if entry.pod == ARGV[3] and (keep == '' or string.sub(entry.conn, 1, #keep) ~= keep) then
       redis.call('HDEL', KEYS[1], ARGV[i])
       count(KEYS[2], type(entry.sub) == 'string' and entry.sub or '', -1)
       redis.call(publish, ARGV[1], 'presence\\nleave\\n' .. stored)
@@ -97,7 +99,8 @@ end
 return removed
 """
 )
-"""Delete the given entries of a dead pod (checked again here: another pod may have taken them over)."""
+"""Delete the given entries of a dead pod (checked again here: another pod may have taken them over), or of an
+earlier process of this pod (``keep``: the connection prefix of the current one)."""
 
 
 class RedisPresence:
@@ -188,13 +191,19 @@ class RedisPresence:
                     clients, users = await pipe.execute()
         return Stats(clients=int(clients), users=int(users))
 
-    async def reap(self, pod: str) -> int:
-        """Scan each channel the dead pod held entries in, page by page, and delete its entries."""
+    async def reap(self, pod: str, keep: str = "") -> int:
+        """Scan each channel the dead pod held entries in, page by page, and delete its entries (but those whose
+        connection starts with ``keep``, whose channels then stay in the index)."""
         index = self.keys.presence_channels(pod)
         async with self._target.slot():
-            return await self._reap(pod, index)
+            return await self._reap(pod, index, keep)
 
-    async def _reap(self, pod: str, index: str) -> int:
+    async def forget(self, pod: str) -> None:
+        async with self._target.slot():
+            with unavailable("presence"):
+                await execute(self._client, "DEL", self.keys.presence_channels(pod))
+
+    async def _reap(self, pod: str, index: str, keep: str) -> int:
         removed = 0
         with unavailable("presence"):
             channels = [text(c) for c in await execute(self._client, "SMEMBERS", index)]
@@ -205,11 +214,12 @@ class RedisPresence:
                     cursor, flat = await execute(self._client, "HSCAN", keys[0], cursor, "COUNT", PAGE_MAX)
                     fields = [text(f) for f, v in _pairs(flat) if _of_pod(v, pod)]
                     if fields:
-                        args = [self.keys.notify(channel), self._publish, pod, *fields]
+                        args = [self.keys.notify(channel), self._publish, pod, keep, *fields]
                         removed += int(await REAP.run(self._client, keys, args))
                     if int(cursor) == 0:
                         break
-            await execute(self._client, "DEL", index)
+            if not keep:
+                await execute(self._client, "DEL", index)
         return removed
 
 

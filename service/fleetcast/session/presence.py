@@ -107,6 +107,9 @@ class Presence:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reaped: dict[str, float] = {}
+        self._swept = False
+        """Whether entries an earlier process of this pod left (a container restarted under the same pod name,
+        faster than the lease) were removed: once, at the first renewal that reaches the store."""
         self.dead_pods: frozenset[str] = frozenset()
         """Pods whose heartbeat record is stale, as of this pod's last heartbeat: reads skip their entries. (Not
         "every pod without a fresh record": a pod that started since is unknown, and its entries are good.)"""
@@ -132,6 +135,8 @@ class Presence:
             self._task = None
         with contextlib.suppress(FleetcastError):
             await self._flush(final=True)
+            if not self._local and not self._held:
+                await self.store.forget(self.pod)
 
     # --- the session core's calls -------------------------------------------------------------------------------
 
@@ -215,6 +220,11 @@ class Presence:
             log.warning("presence: this pod's heartbeat record was gone; writing %d entries again", len(self._local))
             self._joins.update(self._local)
             self._wake.set()
+        if not self._swept:
+            left = await self.store.reap(self.pod, keep=f"{self.pod}.{self._nonce}.")
+            self._swept = True
+            if left:
+                log.warning("presence: removed %d entries an earlier process of pod %s left", left, self.pod)
         beats = await self.fleet.heartbeats()
         now = time.time()
         limit = dead_after(self.lease)
