@@ -15,6 +15,7 @@ from fleetcast.auth.authenticator import AuthSettings
 from fleetcast.client import cli as client_cli
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
+from fleetcast.contract.presence import MIN_LEASE_SECONDS
 from fleetcast.contract.redis_url import seed_nodes
 from fleetcast.drain.controller import DrainSettings
 from fleetcast.settings import AdminSettings, BrokerSettings, LimitSettings, ServerSettings, Settings, env
@@ -94,6 +95,8 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ("token-cookie", str, auth.token_cookie, "cookie that SSE, history and info requests may carry a token in"),
         ("history-max-events", int, 1000, "retention of channels no Channel resource declares"),
         ("idle-channel-ttl", float, broker.idle_channel_ttl, "embedded broker: idle channel lifetime, s (0: forever)"),
+        ("presence-lease-seconds", float, broker.presence_lease_seconds, "entries of a dead pod go within, s (>= 10)"),
+        ("presence-grace-seconds", float, broker.presence_grace_seconds, "a leave waits this long for a rejoin, s"),
         ("outbox-max-bytes", int, limits.outbox_max_bytes, "unsent bytes before a session is a slow consumer"),
         ("max-connections", int, limits.max_connections, "connections before new ones are turned away"),
         ("gc-young-threshold", int, server.gc_young_threshold, "allocations between young-generation GCs; 0: Python's"),
@@ -117,6 +120,12 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         default=strict,
         help="refuse channels whose family no Channel resource declares",
+    )
+    serve.add_argument(
+        "--presence",
+        action=argparse.BooleanOptionalAction,
+        default=(env("presence") or "").strip().lower() in _TRUE,
+        help="channels no Channel resource declares have presence, with joins and leaves (%(default)s)",
     )
     anonymous = env("anonymous")
     serve.add_argument(
@@ -161,6 +170,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
             history_max_events=args.history_max_events,
             idle_channel_ttl=args.idle_channel_ttl if args.idle_channel_ttl > 0 else None,
             strict_channels=args.strict_channels,
+            presence_undeclared=args.presence,
+            presence_lease_seconds=args.presence_lease_seconds,
+            presence_grace_seconds=args.presence_grace_seconds,
         ),
         auth=AuthSettings(
             anonymous=args.anonymous,
@@ -346,6 +358,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if not 1 <= args.mux_max_channels <= _CONNECTION_MAX_CHANNELS:
             parser.error(f"--mux-max-channels must be 1 to {_CONNECTION_MAX_CHANNELS} (a connection's subscriptions)")
+        if args.presence_lease_seconds < MIN_LEASE_SECONDS or args.presence_grace_seconds < 0:
+            parser.error(
+                f"--presence-lease-seconds must be at least {MIN_LEASE_SECONDS:g} (five heartbeats) and "
+                "--presence-grace-seconds at least 0"
+            )
         settings = settings_from(args)
         if settings.admin.port and settings.admin.port == settings.server.port:
             parser.error(f"--admin-port {settings.admin.port} is the public port: the admin port needs its own")

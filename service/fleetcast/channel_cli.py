@@ -77,6 +77,12 @@ def add_channel_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     set_.add_argument(
         "--max-subscribers-per-pod", type=int, help="subscribers of one channel each pod admits; 0 for unlimited"
     )
+    set_.add_argument(
+        "--presence", action=argparse.BooleanOptionalAction, help="register subscribers; /presence readable"
+    )
+    set_.add_argument(
+        "--join-leave", action=argparse.BooleanOptionalAction, help="subscribers hear joins, leaves (with --presence)"
+    )
     set_.add_argument("--idle-ttl", help="forget channels idle this long: 24h, 7d; 'none' to keep them forever")
     redis_flag(set_)
 
@@ -168,13 +174,19 @@ def _changed_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, A
             limits.pop("maxSubscribersPerPod", None)
         else:
             limits["maxSubscribersPerPod"] = args.max_subscribers_per_pod
+    presence = spec.setdefault("presence", {})
+    if args.presence is not None:
+        presence["enabled"] = args.presence
+    if args.join_leave is not None:
+        presence["joinLeave"] = args.join_leave
     if args.idle_ttl is not None:
         history["idleTtl"] = None if args.idle_ttl.lower() == "none" else args.idle_ttl
     return spec
 
 
 def _table(policies: dict[str, ChannelPolicy]) -> str:
-    header = ("FAMILY", "MAX-EVENTS", "MAX-AGE", "TRANSPORTS", "SLOW-CONSUMER", "BUFFER", "MAX-BYTES", "PUBLISH/S")
+    header = ("FAMILY", "MAX-EVENTS", "MAX-AGE", "TRANSPORTS", "SLOW-CONSUMER", "BUFFER", "MAX-BYTES", "PUBLISH/S",
+              "PRESENCE")  # fmt: skip
     rows = [header]
     for family, p in sorted(policies.items()):
         rows.append(
@@ -187,6 +199,7 @@ def _table(policies: dict[str, ChannelPolicy]) -> str:
                 str(p.slow_consumer_buffer),
                 str(p.max_message_bytes),
                 "-" if p.publish_per_second is None else f"{p.publish_per_second:g}",
+                "join-leave" if p.presence_join_leave else "on" if p.presence_enabled else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -64,6 +64,13 @@ class UnknownChannel(FleetcastError):
     code = "unknown_channel"
 
 
+class PresenceDisabled(FleetcastError):
+    """Presence was asked of a channel whose policy has it off."""
+
+    status = 404
+    code = "presence_disabled"
+
+
 class PayloadTooLarge(FleetcastError):
     status = 413
     code = "payload_too_large"

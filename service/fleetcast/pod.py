@@ -1,8 +1,9 @@
 """One gateway pod's runtime: broker, hub, policies, fleet membership and drain, started and stopped together.
 
 Besides composing the parts, the pod owns one housekeeping task: it writes this pod's heartbeat to the pod
-registry every :data:`~fleetcast.contract.heartbeat.INTERVAL_SECONDS` (sooner after a drain starts), and reloads
-channel policies when the fleet says they changed. Commands addressed to this pod (drain, shed) arrive from the
+registry every :data:`~fleetcast.contract.heartbeat.INTERVAL_SECONDS` (sooner after a drain starts), renews
+presence's lease after each heartbeat (:class:`~fleetcast.session.presence.Presence`), and reloads channel
+policies when the fleet says they changed. Commands addressed to this pod (drain, shed) arrive from the
 fleet.
 """
 
@@ -20,6 +21,7 @@ from fleetcast.broker.base import Broker
 from fleetcast.broker.coalescing import CoalescingBroker
 from fleetcast.broker.fleet import Fleet, MemoryFleet
 from fleetcast.broker.memory import MemoryBroker
+from fleetcast.broker.presence import MemoryPresence, PresenceStore
 from fleetcast.contract.commands import Command, DrainCommand
 from fleetcast.contract.heartbeat import INTERVAL_SECONDS, Heartbeat
 from fleetcast.contract.keys import Keys
@@ -36,6 +38,7 @@ from fleetcast.observability.metrics import GatewaySnapshot, MultiplexedStreams
 from fleetcast.session.access import Access
 from fleetcast.session.counters import SessionCounters
 from fleetcast.session.policies import PolicyBook
+from fleetcast.session.presence import Presence
 from fleetcast.session.publisher import Publisher
 from fleetcast.session.session import Limits, Session
 from fleetcast.session.wire import Codec, Wire
@@ -44,6 +47,16 @@ from fleetcast.settings import Settings
 log = logging.getLogger(__name__)
 
 _REMOVE_HEARTBEAT_SECONDS = 2.0
+
+
+def make_presence(settings: Settings, hub: Hub) -> PresenceStore:
+    """Presence beside the broker: in this process, or on the same Redis."""
+    if settings.broker.redis_url is None:
+        return MemoryPresence(hub.presence)
+    from fleetcast.broker.redis_presence import RedisPresence
+
+    keys = Keys(settings.server.namespace, settings.server.gateway)
+    return RedisPresence(settings.broker.redis_url, keys=keys, mode=settings.broker.redis_mode)
 
 
 def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
@@ -71,6 +84,13 @@ class Pod:
         self.fleet = fleet
         tracer = tracing.tracer()  # None unless start-up configured tracing (OTEL_TRACES_EXPORTER)
         self.hub = Hub(self.broker, tracer=tracer)
+        self.presence = Presence(
+            make_presence(settings, self.hub),
+            fleet,
+            pod=settings.server.pod_name,
+            lease=settings.broker.presence_lease_seconds,
+            grace=settings.broker.presence_grace_seconds,
+        )
         # Families no Channel declares: open on a laptop (--anonymous), closed like private ones otherwise. Once
         # a pod has a publish credential configured, publishing needs one: a key must not sit beside a side door.
         auth = settings.auth
@@ -82,6 +102,8 @@ class Pod:
             publish_from_clients=anonymous,
             publish_anonymous=anonymous and not credentials,
             subscribe_anonymous=anonymous,
+            presence_enabled=settings.broker.presence_undeclared,
+            presence_join_leave=settings.broker.presence_undeclared,
         )
         self.policies = PolicyBook(default, strict=settings.broker.strict_channels)
         self.authenticator = Authenticator(settings.auth)
@@ -129,8 +151,11 @@ class Pod:
         """When a client turned away should come back: the drain's jittered delay, or a jittered backoff."""
         return self.drain.after_ms() if refusal.advice == "reconnect" else server_delay_ms()
 
-    def open_session(self, wire: Wire, codec: Codec, principal: Principal = ANONYMOUS) -> Session:
-        """A new session on this pod, counted and known to the drain until :meth:`close_session`."""
+    def open_session(
+        self, wire: Wire, codec: Codec, principal: Principal = ANONYMOUS, client_id: str | None = None
+    ) -> Session:
+        """A new session on this pod, counted and known to the drain until :meth:`close_session`; ``client_id``:
+        the client's presence id (``?client=``, checked)."""
         session = Session(
             hub=self.hub,
             broker=self.broker,
@@ -141,6 +166,8 @@ class Pod:
             limits=self.limits,
             counters=self.counters,
             principal=principal,
+            presence=self.presence,
+            client_id=client_id,
         )
         self.connections[wire.kind] += 1
         self.sessions.add(session)
@@ -167,6 +194,7 @@ class Pod:
             timestamp=time.time(),
             connections=dict(self.connections),
             subscriptions=self.hub.subscriptions_by_family(),
+            present=self.presence.by_family(),
             draining=self.drain.draining,
             remaining=self.drain.remaining,
             ready=self.ready,
@@ -196,13 +224,17 @@ class Pod:
             multiplexed=self.multiplexed,
             shed_remaining=self.shed.remaining,
             shed_closed=self.shed.closed,
+            presence_entries=self.presence.by_family(),
+            presence_writes=self.presence.writes,
+            presence_reaped=self.presence.reaped,
         )
 
     async def start(self) -> None:
         await self.authenticator.start()
         await self.hub.start()
-        await self.broker.start(self.hub.deliver, self.hub.lost)
+        await self.broker.start(self.hub.deliver, self.hub.lost, announce=self.hub.presence)
         await self.fleet.start(on_command=self._on_command, on_policy_change=self._on_policy_change)
+        await self.presence.start()
         self._housekeeping = asyncio.create_task(self._keep_house(), name="pod-housekeeping")
         log.info(
             "pod %s of gateway %s started on the %s broker",
@@ -214,6 +246,8 @@ class Pod:
     async def close(self) -> None:
         await self.shed.close()
         await self.drain.close()
+        # Leaves of clients still here wait out their grace, so those a drain moved are not announced as gone.
+        await self.presence.close()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,6 +257,7 @@ class Pod:
             async with asyncio.timeout(_REMOVE_HEARTBEAT_SECONDS):
                 await self.fleet.remove_heartbeat(self.settings.server.pod_name)
         await self.fleet.close()
+        await self.presence.store.close()
         await self.broker.close()
         await self.hub.close()
         await self.authenticator.close()
@@ -243,9 +278,14 @@ class Pod:
             if self._policies_stale:
                 await self._reload_policies()
             try:
-                await self.fleet.write_heartbeat(self.heartbeat())
+                record_was_new = await self.fleet.write_heartbeat(self.heartbeat())
             except FleetcastError as exc:
                 log.debug("heartbeat not written: %s", exc)
+            else:
+                try:
+                    await self.presence.renew(record_was_new)
+                except FleetcastError as exc:
+                    log.debug("presence lease not renewed: %s", exc)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 busy = self.drain.draining or self.shed.shedding

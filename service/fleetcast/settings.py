@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fleetcast.auth.authenticator import AuthSettings
+from fleetcast.contract.presence import GRACE_SECONDS, LEASE_SECONDS
 from fleetcast.drain.controller import DrainSettings
 
 
@@ -56,6 +57,14 @@ class BrokerSettings:
     history (None: never). On Redis each Channel's ``history.idleTtl`` does this instead."""
     strict_channels: bool = False
     """Refuse channels whose family no Channel resource declares (404 / close 4004)."""
+    presence_undeclared: bool = False
+    """Families no Channel declares have presence, joins and leaves included (a laptop's demo)."""
+    presence_lease_seconds: float = LEASE_SECONDS
+    """Presence entries of a pod that died are gone, and their leaves announced, within this long (at least
+    10 s: the lease is the pod's heartbeat, written every 2 s)."""
+    presence_grace_seconds: float = GRACE_SECONDS
+    """A leave waits this long; the same client joining again meanwhile (a drained client that reconnected
+    elsewhere) cancels both. Longer than the drain's reconnect delay."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,3 +31,23 @@ def test_set_changes_only_the_fields_given(redis: RedisServer) -> None:
     declare(redis, "chat", "--no-publish-from-clients")
     assert stored(redis, "chat")["publish"] == {"fromClients": False, "anonymous": False}
     assert stored(redis, "chat")["subscribe"] == {"anonymous": True, "userScoped": True}
+
+
+def test_presence_flags_are_stored_and_listed(redis: RedisServer) -> None:
+    """`--presence --join-leave` land in the spec's presence section and in the table's PRESENCE column;
+    `--join-leave` without presence is refused with the reason."""
+    declare(redis, "room", "--presence", "--join-leave")
+    assert stored(redis, "room")["presence"] == {"enabled": True, "joinLeave": True}
+    listed = subprocess.run(
+        [PYTHON, "-m", "fleetcast", "channel", "list", "--redis-url", redis.url],
+        check=True, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split()[-1] == "PRESENCE"
+    assert row.split()[-1] == "join-leave"
+    refused = subprocess.run(
+        [PYTHON, "-m", "fleetcast", "channel", "set", "lonely", "--join-leave", "--redis-url", redis.url],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "joinLeave needs presence.enabled" in refused.stderr

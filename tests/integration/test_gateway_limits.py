@@ -77,7 +77,8 @@ async def test_websocket_answers_bad_messages_and_stays_usable(pod: GatewayProce
         await ws_send(ws, op="teleport", ref="a")
         assert await ws_recv(ws) == {
             "op": "error", "ref": "a", "code": "unknown_op",
-            "message": "unknown op 'teleport': expected auth, subscribe, unsubscribe, publish or ping",
+            "message": "unknown op 'teleport': expected auth, subscribe, unsubscribe, publish, presence, "
+            "presence_stats or ping",
         }  # fmt: skip
         await ws_send(ws, op="subscribe", channel="NO SPACES", ref="b")
         error = await ws_recv(ws)

@@ -88,8 +88,8 @@ async def test_channel_policy_written_ready_status_and_removed(
             # The pods' side: heartbeats with subscriptions, and events on two channels of the family.
             await fleet.report(
                 client,
-                fleet.beat("edge-a", 10, subscriptions={"chat": 4}),
-                fleet.beat("edge-b", 5, subscriptions={"chat": 3}),
+                fleet.beat("edge-a", 10, subscriptions={"chat": 4}, present={"chat": 2}),
+                fleet.beat("edge-b", 5, subscriptions={"chat": 3}, present={"chat": 3, "other": 9}),
             )
             await client.xadd(KEYS.stream("chat"), {"data": "1"}, id="1700000000000-0")
             latest = await client.xadd(KEYS.stream("chat:room-42"), {"data": "2"}, id="1700000000001-0")
@@ -98,11 +98,12 @@ async def test_channel_policy_written_ready_status_and_removed(
                 status = (current(emulator, CHANNELS, "chat") or {}).get("status") or {}
                 return (
                     status.get("subscribers") == 7
+                    and status.get("present") == 5
                     and status.get("streamLength") == 2
                     and status.get("latestId") == latest
                 )
 
-            await eventually(counted, what="subscribers, stream length and latest id in status")
+            await eventually(counted, what="subscribers, present clients, stream length and latest id in status")
             for _ in range(3):
                 await client.xadd(KEYS.stream("chat:room-42"), {"data": "x"})
             await eventually(

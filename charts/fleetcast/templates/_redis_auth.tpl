@@ -18,13 +18,14 @@ What a gateway pod sends (fleetcast/broker/redis_*.py): PING, CLIENT ID and CLIE
 the publish/read/meta scripts by EVALSHA (EVAL after a restart emptied the script cache; SCRIPT itself is not
 granted) and what they call, XREAD and XREVRANGE on the control stream, SUBSCRIBE to notifications and policy
 changes, HSET/HDEL/HGETALL for heartbeats and policies, PEXPIRE (stream idle TTLs and the write probe), PERSIST
-(a family whose idleTtl is none keeps its streams forever).
+(a family whose idleTtl is none keeps its streams forever). Presence: HSET/HGET/HDEL/HINCRBY in its scripts, HSCAN
+and HLEN for reads, SADD/SREM/SMEMBERS/DEL on each pod's presence-of:<pod> set (what to clean when a pod dies).
 Keys: channel streams and idempotency records ("{channel}") and the pod registry read-write, the write probe
 read-write, policies and the control stream read-only (only the operator writes them).
 */}}
 {{- define "fleetcast.redis.acl.gatewayUser" -}}
 {{- $prefix := printf "fc:%s/%s:" .namespace .name -}}
-user gateway.{{ .namespace }}.{{ .name }} on #{{ .password | sha256sum }} resetkeys resetchannels ~{{ $prefix }}{* %RW~{{ $prefix }}pods %RW~{{ $prefix }}probe %R~{{ $prefix }}policies %R~{{ $prefix }}control &{{ $prefix }}* -@all +ping +select +client|id +client|unblock +evalsha +eval +exists +xinfo|stream +xadd +xtrim +xlen +xrange +xrevrange +xread +xsetid +time +get +set +pexpire +expire +persist +publish +subscribe +unsubscribe +hset +hdel +hgetall
+user gateway.{{ .namespace }}.{{ .name }} on #{{ .password | sha256sum }} resetkeys resetchannels ~{{ $prefix }}{* %RW~{{ $prefix }}pods %RW~{{ $prefix }}probe %RW~{{ $prefix }}presence-of:* %R~{{ $prefix }}policies %R~{{ $prefix }}control &{{ $prefix }}* -@all +ping +select +client|id +client|unblock +evalsha +eval +exists +xinfo|stream +xadd +xtrim +xlen +xrange +xrevrange +xread +xsetid +time +get +set +pexpire +expire +persist +publish +subscribe +unsubscribe +hset +hdel +hgetall +hget +hlen +hscan +hincrby +sadd +srem +smembers +del
 {{- end }}
 
 {{/*

@@ -10,6 +10,7 @@
  * const sub = fc.subscribe("chat:room-42", { onEvent(e) {}, onGap(g) {}, since: savedId });
  * await fc.publish("chat:room-42", { text: "hi" });
  * sub.lastId; sub.unsubscribe(); fc.close(); fc.on("state", (s) => {});
+ * fc.subscribe("chat:room-42", { onPresence(p) {} }); await fc.presence("chat:room-42"); // channels with presence
  * ```
  */
 
@@ -39,6 +40,22 @@ export interface GapInfo {
   earliest: string | null;
 }
 
+/** A client joined or left a channel with presence joins and leaves (`docs/protocol.md`, "Presence"). */
+export interface PresenceChange {
+  kind: "join" | "leave";
+  channel: string;
+  client: string;
+  sub: string | null;
+  info: unknown;
+}
+
+export interface PresentClient {
+  client: string;
+  sub: string | null;
+  info: unknown;
+  since: number;
+}
+
 export interface StateChange {
   state: ConnectionState;
   /** Why the connection ended (the close reason, or the server's `reconnect` reason). */
@@ -58,6 +75,8 @@ export interface SubscribeOptions {
   onError?: (error: FleetcastError) => void;
   /** Resume after this id. Default: the id saved in `storage`, else only new events. */
   since?: string | null;
+  /** Joins and leaves of the channel (where its policy announces them). Apply them as set operations. */
+  onPresence?: (change: PresenceChange) => void;
 }
 
 export interface Subscription {
@@ -107,6 +126,8 @@ export interface FleetcastOptions {
   storage?: StorageLike;
   /** Prefix of the storage keys (default "fleetcast:lastId:"). */
   storagePrefix?: string;
+  /** This page's presence id, sent on every (re)connect so a reconnect keeps its entry (default: a random id). */
+  clientId?: string;
   env?: Environment;
 }
 
@@ -166,9 +187,18 @@ export function refreshDelay(expiresAtSeconds: number, nowMs: number): number {
   return Math.max(0, Math.floor(remaining - lead));
 }
 
-/** `http(s)://host[/prefix]` -> `ws(s)://host[/prefix]/v1/ws`. */
-export function webSocketUrl(base: string): string {
-  return base.replace(/^http/, "ws") + "/v1/ws";
+/** `http(s)://host[/prefix]` -> `ws(s)://host[/prefix]/v1/ws`, with the page's presence id when given. */
+export function webSocketUrl(base: string, clientId?: string): string {
+  const url = base.replace(/^http/, "ws") + "/v1/ws";
+  return clientId === undefined ? url : `${url}?client=${encodeURIComponent(clientId)}`;
+}
+
+/** A random presence id: 16 characters of A-Z, a-z, 0-9. */
+export function randomClientId(random: () => number = Math.random): string {
+  const digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  let id = "";
+  for (let i = 0; i < 16; i++) id += digits[Math.floor(random() * digits.length)];
+  return id;
 }
 
 export type SseMessage = { kind: "event"; id: string | null; event: string; data: string } | { kind: "retry"; ms: number };
@@ -256,6 +286,8 @@ type Listener = (change: StateChange) => void;
 export class Fleetcast {
   readonly url: string;
   readonly transport: Transport;
+  /** Sent as `?client=` on every connection: with the token's `sub`, this page's presence identity. */
+  readonly clientId: string;
   private readonly token: TokenSource | undefined;
   private readonly storage: StorageLike | undefined;
   private readonly storagePrefix: string;
@@ -279,6 +311,10 @@ export class Fleetcast {
     this.token = options.token;
     this.storage = options.storage;
     this.storagePrefix = options.storagePrefix ?? "fleetcast:lastId:";
+    this.clientId = options.clientId ?? randomClientId(options.env?.clock?.random ?? Math.random);
+    if (!/^[A-Za-z0-9_.-]{8,64}$/.test(this.clientId)) {
+      throw new TypeError("clientId must be 8 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'");
+    }
     const env = options.env ?? {};
     this.clock = {
       now: () => Date.now(),
@@ -329,6 +365,25 @@ export class Fleetcast {
       return this.ws.publish(channel, data, options.type);
     }
     return this.publishOverHttp(channel, data, options.type);
+  }
+
+  /** One page of the clients present in `channel`, across every pod; pass `cursor` back for the next (0: done). */
+  async presence(channel: string, page: { cursor?: number; limit?: number } = {}): Promise<{ clients: PresentClient[]; cursor: number }> {
+    const query = `?cursor=${page.cursor ?? 0}&limit=${page.limit ?? 100}`;
+    const answer = (await this.getJson(`/v1/channels/${encodeURIComponent(channel)}/presence${query}`)) as {
+      clients: PresentClient[];
+      cursor: number;
+    };
+    return { clients: answer.clients, cursor: answer.cursor };
+  }
+
+  /** How many clients are present in `channel`, and how many distinct users (`sub`) they are. */
+  async presenceStats(channel: string): Promise<{ clients: number; users: number }> {
+    const answer = (await this.getJson(`/v1/channels/${encodeURIComponent(channel)}/presence/stats`)) as {
+      clients: number;
+      users: number;
+    };
+    return { clients: answer.clients, users: answer.users };
   }
 
   /** Stop everything: the WebSocket or every event stream, and every timer. */
@@ -455,6 +510,34 @@ export class Fleetcast {
     }
   }
 
+  private async getJson(path: string): Promise<unknown> {
+    const headers: Record<string, string> = {};
+    const token = await this._token();
+    if (token !== null) headers.Authorization = `Bearer ${token}`;
+    const response = await this.fetch(`${this.url}${path}`, { headers, credentials: "include" });
+    const answer = (await response.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+    if (!response.ok || answer === null) {
+      const message = answer?.error?.message ?? `GET ${path} failed with HTTP ${response.status}`;
+      throw new FleetcastError(message, answer?.error?.code ?? response.status, response.status);
+    }
+    return answer;
+  }
+
+  _presence(sub: Sub, body: Record<string, unknown>, kind: "join" | "leave"): void {
+    if (!sub.active || sub.options.onPresence === undefined) return;
+    try {
+      sub.options.onPresence({
+        kind,
+        channel: sub.channel,
+        client: String(body.client),
+        sub: typeof body.sub === "string" ? body.sub : null,
+        info: body.info ?? null,
+      });
+    } catch (error) {
+      console.error("fleetcast: onPresence threw", error);
+    }
+  }
+
   private async publishOverHttp(channel: string, data: unknown, type: string | undefined): Promise<{ id: string }> {
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     const token = await this._token();
@@ -561,7 +644,7 @@ class WsConnection {
     this.owner.setState({ state: again ? "reconnecting" : "connecting" });
     let socket: WebSocketLike;
     try {
-      socket = this.owner._env().makeWebSocket(webSocketUrl(this.owner.url), WS_PROTOCOL);
+      socket = this.owner._env().makeWebSocket(webSocketUrl(this.owner.url, this.owner.clientId), WS_PROTOCOL);
     } catch (error) {
       this.terminate(4400, `cannot open a WebSocket: ${String(error)}`);
       return;
@@ -641,6 +724,12 @@ class WsConnection {
             earliest: message.earliest === null ? null : String(message.earliest),
           });
         }
+        break;
+      }
+      case "join":
+      case "leave": {
+        const sub = this.owner._sub(String(message.channel));
+        if (sub !== undefined) this.owner._presence(sub, message, message.op);
         break;
       }
       case "authed": {
@@ -858,8 +947,9 @@ class SseStream {
     this.abort = abort;
     try {
       const token = await this.owner._token();
-      const since = this.sub.lastId === null ? "" : `?lastEventId=${encodeURIComponent(this.sub.lastId)}`;
-      const url = `${this.owner.url}/v1/channels/${encodeURIComponent(this.sub.channel)}/events${since}`;
+      const since = this.sub.lastId === null ? "" : `&lastEventId=${encodeURIComponent(this.sub.lastId)}`;
+      const query = `?client=${encodeURIComponent(this.owner.clientId)}${since}`;
+      const url = `${this.owner.url}/v1/channels/${encodeURIComponent(this.sub.channel)}/events${query}`;
       // The token travels in a header, never in the URL (which proxies in front of the gateway may log).
       const headers: Record<string, string> = { Accept: "text/event-stream" };
       if (token !== null) headers.Authorization = `Bearer ${token}`;
@@ -934,6 +1024,11 @@ class SseStream {
         requested: String(body?.requested ?? ""),
         earliest: body?.earliest ?? null,
       });
+      return null;
+    }
+    if (message.event === "fleetcast.join" || message.event === "fleetcast.leave") {
+      const body = parseJson(message.data) as Record<string, unknown> | null;
+      if (body !== null) this.owner._presence(this.sub, body, message.event === "fleetcast.join" ? "join" : "leave");
       return null;
     }
     if (message.id === null) return null;

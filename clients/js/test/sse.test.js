@@ -29,7 +29,8 @@ test("every event type reaches onEvent, gaps reach onGap, and the stream resumes
   assert.equal(calls.length, 1);
   assert.equal(calls[0].url.pathname, "/v1/channels/chat%3Aroom-1/events");
   assert.equal(calls[0].init.headers.Authorization, "Bearer t1");
-  assert.equal(calls[0].url.search, "", "no token in the URL");
+  assert.equal(calls[0].url.searchParams.get("token"), null, "no token in the URL");
+  assert.equal(calls[0].url.searchParams.get("client"), fc.clientId, "the presence id on every connection");
   const stream = calls[0].answerStream();
   await settle();
   assert.equal(fc.state, "open");

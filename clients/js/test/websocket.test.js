@@ -30,7 +30,7 @@ test("many channels share one WebSocket, and each event reaches its channel once
   const subA = fc.subscribe("chat:a", a.options);
   fc.subscribe("score", b.options);
   assert.equal(sockets.length, 1);
-  assert.equal(sockets[0].url, "wss://rt.example.com/v1/ws");
+  assert.equal(sockets[0].url, `wss://rt.example.com/v1/ws?client=${fc.clientId}`);
   assert.equal(sockets[0].protocol, "fleetcast.v1");
   sockets[0].open();
   assert.deepEqual(sockets[0].sent.map((m) => [m.op, m.channel, m.since]), [["subscribe", "chat:a", undefined], ["subscribe", "score", undefined]]);
@@ -200,4 +200,21 @@ test("storage gives a new subscription its starting point, per channel", () => {
   sockets[0].open();
   assert.deepEqual(sockets[0].sent.map((m) => m.since), ["41-0", undefined]);
   fc.close();
+});
+
+test("joins and leaves reach onPresence of their channel only; the client id stays across reconnects", async () => {
+  const { fc, sockets } = client({ clientId: "page-0000001" });
+  const heard = [];
+  fc.subscribe("room:a", { onPresence: (p) => heard.push(p) });
+  fc.subscribe("room:b", {});
+  sockets[0].open();
+  sockets[0].message({ op: "join", channel: "room:a", client: "k1k1k1k1", sub: "ann", info: { n: 1 } });
+  sockets[0].message({ op: "join", channel: "room:b", client: "k2k2k2k2", sub: "bob", info: null });
+  sockets[0].message({ op: "leave", channel: "room:a", client: "k1k1k1k1", sub: "ann", info: { n: 1 } });
+  assert.deepEqual(heard, [
+    { kind: "join", channel: "room:a", client: "k1k1k1k1", sub: "ann", info: { n: 1 } },
+    { kind: "leave", channel: "room:a", client: "k1k1k1k1", sub: "ann", info: { n: 1 } },
+  ]);
+  assert.equal(sockets[0].url, "wss://rt.example.com/v1/ws?client=page-0000001");
+  assert.throws(() => client({ clientId: "bad id" }), /clientId must be/);
 });

@@ -62,8 +62,10 @@ def latest_of(ids: Iterable[str]) -> str | None:
 def channel_status(
     family: str, heartbeats: Iterable[Heartbeat], stats: StreamStats, rate: float | None
 ) -> dict[str, object]:
+    beats = list(heartbeats)
     status: dict[str, object] = {
-        "subscribers": subscribers(family, heartbeats),
+        "subscribers": subscribers(family, beats),
+        "present": sum(hb.present.get(family, 0) for hb in beats),
         "streamLength": stats.length,
         "latestId": stats.latest_id or "",
     }

@@ -20,6 +20,7 @@ from fleetcast.errors import (
     UnsupportedMediaType,
 )
 from fleetcast.pod import Pod
+from fleetcast.session import presence
 from fleetcast.session.json_input import UnreadableJson, read_json
 from fleetcast.transports.sse import SseStream
 from fleetcast.transports.sse_mux import MuxStream
@@ -140,7 +141,8 @@ async def subscribe_sse(
     since = _since(last_event_id, "Last-Event-ID")
     if since is None:
         since = _since(last_event_id_query, "lastEventId")
-    return SseStream(pod, channel, since, policy, principal)
+    client = presence.client_id(request.query_params.get("client"))
+    return SseStream(pod, channel, since, policy, principal, client)
 
 
 @router.get("/v1/events")
@@ -167,7 +169,8 @@ async def subscribe_many_sse(
         positions = None if cursor is None else multiplex.parse(cursor, channels)
     except ValueError as exc:
         raise InvalidEventId(f"{'Last-Event-ID' if last_event_id else 'lastEventId'}: {exc}") from None
-    return MuxStream(pod, channels, policies, positions, principal)
+    client = presence.client_id(request.query_params.get("client"))
+    return MuxStream(pod, channels, policies, positions, principal, client)
 
 
 @router.get("/v1/channels/{channel}/history")
@@ -188,6 +191,35 @@ async def history(
     )
     head = orjson.dumps({"channel": channel, "gap": page.gap, "earliest": page.earliest, "latest": page.latest})
     return Response(head[:-1] + b',"events":[' + events + b"]}", media_type="application/json")
+
+
+@router.get("/v1/channels/{channel}/presence")
+async def presence_list(
+    channel: str,
+    request: Request,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """One page of the clients present in the channel, across the fleet: ``{"channel", "clients": [{"client",
+    "sub", "info", "since"}...], "cursor"}``; pass ``cursor`` back for the next page (0: this was the last)."""
+    pod = _pod(request)
+    presence.presence_readable(pod.access, await _reader(request, pod), channel)
+    clients, next_cursor = await pod.presence.page(channel, cursor, limit)
+    return Response(
+        orjson.dumps({"channel": channel, "clients": clients, "cursor": next_cursor}), media_type="application/json"
+    )
+
+
+@router.get("/v1/channels/{channel}/presence/stats")
+async def presence_stats(channel: str, request: Request) -> Response:
+    """How many clients are present, and how many distinct users (``sub``) they are."""
+    pod = _pod(request)
+    presence.presence_readable(pod.access, await _reader(request, pod), channel)
+    stats = await pod.presence.stats(channel)
+    return Response(
+        orjson.dumps({"channel": channel, "clients": stats.clients, "users": stats.users}),
+        media_type="application/json",
+    )
 
 
 @router.get("/v1/channels/{channel}")

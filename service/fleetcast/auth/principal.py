@@ -14,10 +14,12 @@ per-user channels, client publishing); :mod:`fleetcast.session.access` combines 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fleetcast.contract.presence import INFO_MAX_BYTES
 from fleetcast.core import channels
 
 MAX_PATTERNS = 256
@@ -88,6 +90,9 @@ class Principal:
     """The token's ``exp`` (seconds since the epoch); None for keys, anonymous clients and tokens without one."""
     key_name: str | None = None
     """The name of the API key a backend used (for logs; the key itself is never kept here)."""
+    info: Any = None
+    """The token's ``info`` claim (any JSON, at most :data:`INFO_MAX_BYTES` encoded): what presence shows of
+    the user besides its ``sub``."""
 
     @property
     def anonymous(self) -> bool:
@@ -103,12 +108,16 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if sub is not None and (not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUB_LENGTH):
         raise BadClaims(f"claim 'sub' must be a string of 1 to {MAX_SUB_LENGTH} characters")
     exp = claims.get("exp")
+    info = claims.get("info")
+    if info is not None and len(json.dumps(info, separators=(",", ":"), ensure_ascii=False).encode()) > INFO_MAX_BYTES:
+        raise BadClaims(f"claim 'info' must be at most {INFO_MAX_BYTES} bytes of JSON")
     return Principal(
         "token",
         sub=sub,
         subscribe=Grants.parse("channels", claims.get("channels")),
         publish=Grants.parse("publish", claims.get("publish")),
         expires_at=float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None,
+        info=info,
     )
 
 

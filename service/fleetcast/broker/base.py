@@ -109,6 +109,11 @@ Lost = Callable[[str, str, str | None], None]
 """``lost(channel, requested, earliest)``: live delivery of ``channel`` resumes after history it can no longer
 deliver; called before the next batch of that channel. Must not block or raise."""
 
+Announce = Callable[[str, str, bytes], None]
+"""``announce(channel, kind, record)``: a presence ``join`` or ``leave`` of ``channel`` (``record``: the entry's
+stored JSON, :mod:`fleetcast.contract.presence`), handed over in order with the channel's live batches. Must not
+block or raise."""
+
 
 class Broker(Protocol):
     """A channel store with live delivery. See the module docstring for the semantics."""
@@ -133,9 +138,10 @@ class Broker(Protocol):
         """Channels whose history this process holds in its memory; None where the store is elsewhere (Redis)."""
         ...
 
-    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
-        """Begin; live batches go to ``deliver``, lost-history signals to ``lost``. Returns even if the store is
-        down (``ready`` tells)."""
+    async def start(self, deliver: Delivery, lost: Lost | None = None, *, announce: Announce | None = None) -> None:
+        """Begin; live batches go to ``deliver``, lost-history signals to ``lost``, presence announcements that
+        travel with the channel's events to ``announce`` (a broker whose presence store calls the pod directly,
+        as the embedded one, ignores it). Returns even if the store is down (``ready`` tells)."""
         ...
 
     async def close(self) -> None:

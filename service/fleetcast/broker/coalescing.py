@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from typing import TypeVar
 
-from fleetcast.broker.base import Broker, Delivery, History, Lost, Retention, StreamInfo
+from fleetcast.broker.base import Announce, Broker, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.errors import Unavailable
 
 _Key = tuple[str, str, int]
@@ -83,8 +83,8 @@ class CoalescingBroker:
     def channels_held(self) -> int | None:
         return self._inner.channels_held
 
-    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
-        await self._inner.start(deliver, lost)
+    async def start(self, deliver: Delivery, lost: Lost | None = None, *, announce: Announce | None = None) -> None:
+        await self._inner.start(deliver, lost, announce=announce)
 
     async def close(self) -> None:
         for flight in list(self._infos.values()):

@@ -47,8 +47,15 @@ class Fleet(Protocol):
         """Stop listening and release every connection and task."""
         ...
 
-    async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
-        """Store this pod's record in the registry (raises BrokerUnavailable while the store is down)."""
+    async def write_heartbeat(self, heartbeat: Heartbeat) -> bool:
+        """Store this pod's record in the registry (raises BrokerUnavailable while the store is down); True if
+        the registry had no record of the pod (first beat, a store that lost its data, a record removed by
+        :meth:`forget_heartbeat`): what the pod had stored there may be gone too."""
+        ...
+
+    async def forget_heartbeat(self, pod: str, timestamp: float) -> None:
+        """Remove another pod's record if it is still the one written at ``timestamp`` (a stale record of a pod
+        taken for dead; a record the pod has rewritten since stays)."""
         ...
 
     async def remove_heartbeat(self, pod: str) -> None:
@@ -100,8 +107,15 @@ class MemoryFleet:
         if self._on_command is not None and command.pod == self._pod:
             self._on_command(command)
 
-    async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+    async def write_heartbeat(self, heartbeat: Heartbeat) -> bool:
+        new = heartbeat.pod not in self._heartbeats
         self._heartbeats[heartbeat.pod] = heartbeat
+        return new
+
+    async def forget_heartbeat(self, pod: str, timestamp: float) -> None:
+        record = self._heartbeats.get(pod)
+        if record is not None and record.timestamp == timestamp:
+            del self._heartbeats[pod]
 
     async def remove_heartbeat(self, pod: str) -> None:
         self._heartbeats.pop(pod, None)

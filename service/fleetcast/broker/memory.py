@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 
-from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, Event, History, Lost, Retention, StreamInfo
+from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Announce, Delivery, Event, History, Lost, Retention, StreamInfo
 from fleetcast.core import ids
 from fleetcast.core.ids import EventId
 
@@ -97,9 +97,9 @@ class MemoryBroker:
     def channels_held(self) -> int:
         return len(self._streams)
 
-    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
+    async def start(self, deliver: Delivery, lost: Lost | None = None, *, announce: Announce | None = None) -> None:
         """``lost`` is accepted for the protocol and never called: a channel is forgotten only while nobody
-        watches it."""
+        watches it. ``announce`` too: the embedded presence store calls the pod itself."""
         self._deliver = deliver
         if self._idle_ttl is not None and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever(self._idle_ttl), name="fleetcast-memory-sweep")

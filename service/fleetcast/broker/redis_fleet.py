@@ -29,7 +29,7 @@ from typing import Any
 from redis.asyncio.connection import Connection
 
 from fleetcast.broker.fleet import CommandHandler, PolicyChangeHandler
-from fleetcast.broker.redis_common import TRANSIENT, Backoff, execute, stop_task, text, unavailable
+from fleetcast.broker.redis_common import TRANSIENT, Backoff, Script, execute, stop_task, text, unavailable
 from fleetcast.broker.redis_connect import Mode, connect
 from fleetcast.contract import commands
 from fleetcast.contract.heartbeat import Heartbeat
@@ -38,6 +38,17 @@ from fleetcast.contract.policy import ChannelPolicy, delete_commands, store_comm
 from fleetcast.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
+
+FORGET = Script(
+    """
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if record and cjson.decode(record).timestamp == tonumber(ARGV[2]) then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+)
+"""Remove a pod's heartbeat record only if it is still the stale one the caller saw."""
 
 BLOCK_MS = 1000
 
@@ -199,8 +210,13 @@ class RedisFleet:
             with unavailable(what):
                 return await execute(self._client, *args)
 
-    async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
-        await self._command("heartbeat", "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json())
+    async def write_heartbeat(self, heartbeat: Heartbeat) -> bool:
+        return bool(await self._command("heartbeat", "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json()))
+
+    async def forget_heartbeat(self, pod: str, timestamp: float) -> None:
+        async with self._target.slot():
+            with unavailable("heartbeat"):
+                await FORGET.run(self._client, [self.keys.pods], [pod, repr(timestamp)])
 
     async def remove_heartbeat(self, pod: str) -> None:
         await self._command("heartbeat", "HDEL", self.keys.pods, pod)

@@ -18,6 +18,11 @@ gap rule of :mod:`fleetcast.broker.base` to the cursor atomically: when events a
 delivery, or lost by a Redis restart without persistence) the reader calls ``lost`` first, moves the cursor to
 the start of what the stream holds now, and delivers from there. So a caught-up live subscriber hears of the
 loss before the events that follow it, and never misses them silently.
+
+Presence announcements (:mod:`fleetcast.broker.redis_presence`) share the notification channel: the notify reader
+hands each to ``announce`` after the events that preceded it, so joins and leaves keep the channel's order. They
+are not in the stream: one that arrives while the channel catches up after a reconnect is handed over at once,
+and the XREAD strategy does not hear them at all (presence needs the notify path, the default).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 from redis.asyncio.connection import Connection
 
 from fleetcast.broker import redis_scripts
-from fleetcast.broker.base import Delivery, Event, Lost
+from fleetcast.broker.base import Announce, Delivery, Event, Lost
 from fleetcast.broker.redis_common import (
     TRANSIENT,
     Backoff,
@@ -43,6 +48,7 @@ from fleetcast.broker.redis_common import (
     text,
     unavailable,
 )
+from fleetcast.broker.redis_presence import MARK
 from fleetcast.contract.keys import Keys
 from fleetcast.core import ids
 from fleetcast.core.ids import EventId
@@ -129,6 +135,8 @@ class LiveReader:
         self._timeout = timeout
         self._set_ready = set_ready
         self.cursors: dict[str, Cursor] = {}
+        self.announce: Announce | None = None
+        """Where presence announcements go (the notify strategy only)."""
         self.stopping = False
         """Set by the owner before it cancels :meth:`run`; every loop checks it (see ``stop_task``)."""
 
@@ -365,6 +373,9 @@ class NotifyReader(LiveReader):
             cursor = self._by_key.get(message[1])
             if cursor is None:
                 return
+            if message[2].startswith(MARK):
+                self._announce(cursor, message[2])
+                return
             event = parse_notification(message[2])
             if cursor.syncing:
                 cursor.buffer.append(event)
@@ -392,6 +403,19 @@ class NotifyReader(LiveReader):
     def revoked(self, cursor: Cursor) -> None:
         """The server ended a subscription the reader still wants (a cluster slot moved away). Classic pub/sub
         never does."""
+
+    def _announce(self, cursor: Cursor, payload: bytes) -> None:
+        """A presence join or leave: first the events that came before it, then the announcement."""
+        if self.announce is None or self.cursors.get(cursor.channel) is not cursor:
+            return
+        pending = self._pending.pop(cursor, None)
+        if pending:
+            self.emit(cursor, pending)
+        kind, _, record = payload[len(MARK) :].partition(b"\n")
+        try:
+            self.announce(cursor.channel, kind.decode(), record)
+        except Exception:
+            log.exception("presence callback failed for %s; the reader goes on", cursor.channel)
 
     def _flush(self) -> None:
         """End of one event-loop turn: hand over everything one socket read brought, as one batch per channel."""

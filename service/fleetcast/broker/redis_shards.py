@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fleetcast.broker.base import Delivery, Lost
+from fleetcast.broker.base import Announce, Delivery, Lost
 from fleetcast.broker.redis_common import TRANSIENT, Backoff, stop_task
 from fleetcast.broker.redis_connect import Cluster
 from fleetcast.broker.redis_live import Cursor, NotifyReader
@@ -103,6 +103,8 @@ class ShardedReader:
         self._read_count = read_count
         self._timeout = timeout
         self._set_ready = set_ready
+        self.announce: Announce | None = None
+        """Where the shard readers hand presence announcements (set before :meth:`run`)."""
         self.shards: dict[str, ShardReader] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._unsettled = True
@@ -172,6 +174,7 @@ class ShardedReader:
             timeout=self._timeout,
             set_ready=lambda ready: self._shard_state(shard, ready),
         )
+        shard.announce = self.announce
         self.shards[node] = shard
         self._tasks[node] = asyncio.create_task(shard.run(), name=f"fleetcast-redis-shard-{node}")
 

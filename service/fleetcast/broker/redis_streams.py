@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeVar
 import redis.exceptions
 
 from fleetcast.broker import redis_scripts
-from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Delivery, History, Lost, Retention, StreamInfo
+from fleetcast.broker.base import IDEMPOTENCY_SECONDS, Announce, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.broker.redis_common import check_write_access, stop_task, text, unavailable
 from fleetcast.broker.redis_connect import Cluster, Mode, connect
 from fleetcast.broker.redis_live import LiveReader, NotifyReader, XreadReader, parse_entries
@@ -111,7 +111,7 @@ class RedisStreamsBroker:
         """Cluster: each master's reachability by ``host:port``; None on one server."""
         return self._reader.shard_states() if isinstance(self._reader, ShardedReader) else None
 
-    async def start(self, deliver: Delivery, lost: Lost | None = None) -> None:
+    async def start(self, deliver: Delivery, lost: Lost | None = None, *, announce: Announce | None = None) -> None:
         options: dict[str, Any] = {
             "read_count": self._read_count,
             "timeout": self._timeout,
@@ -123,6 +123,7 @@ class RedisStreamsBroker:
             reader_class = NotifyReader if self._live == "notify" else XreadReader
             connection = self._target.connection_for
             self._reader = reader_class(lambda: connection(""), self._client, self._keys, deliver, lost, **options)
+        self._reader.announce = announce
         # One bounded probe so that ``ready`` is right when start returns; the reader takes it from there. It
         # writes (a no-op), so a user that may only read, or a read-only replica, is not ready either.
         try:

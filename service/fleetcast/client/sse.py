@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -33,7 +34,7 @@ from fleetcast.client.base import ClientBase, Sleep, Timeouts
 from fleetcast.client.events import Event, EventCallback, GapCallback, Refused
 from fleetcast.client.sse_parse import Retry, SseParser
 from fleetcast.core import channels, ids
-from fleetcast.core.sse import GAP_EVENT, RECONNECT_EVENT
+from fleetcast.core.sse import GAP_EVENT, JOIN_EVENT, LEAVE_EVENT, RECONNECT_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,18 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+PRESENCE_EVENTS = {JOIN_EVENT: "join", LEAVE_EVENT: "leave"}
+
+
 class SseClient(ClientBase):
     """A reconnecting, resuming SSE client for one channel.
 
     ``url``: a pod's base URL (``http://host:port``) or several, tried in turn. ``since``: resume after this id
     on the first stream (None: from now). ``token``: a JWT sent as ``Authorization: Bearer`` on every request
-    (None: anonymous). See :class:`~fleetcast.client.base.ClientBase` for delivery, the
-    iterator and ownership.
+    (None: anonymous). ``client_id``: this client's presence id, sent as ``?client=`` on every request (default: a
+    random id per client object); ``on_presence``: called with ``{"op": "join"|"leave", "channel", "client", "sub",
+    "info"}`` on channels with presence joins and leaves. See :class:`~fleetcast.client.base.ClientBase` for
+    delivery, the iterator and ownership.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class SseClient(ClientBase):
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
         token: str | None = None,
+        client_id: str | None = None,
+        on_presence: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__(
             on_event=on_event, on_gap=on_gap, max_queue=max_queue, timeouts=timeouts, backoff=backoff, sleep=sleep
@@ -83,6 +91,8 @@ class SseClient(ClientBase):
         self.channel = channel
         self.since = since
         self._token = token
+        self.client_id = client_id or secrets.token_urlsafe(12)
+        self._on_presence = on_presence
         self.url: str | None = None
         """The base URL of the current (or last) stream."""
         self.retry_ms: int | None = None
@@ -112,7 +122,7 @@ class SseClient(ClientBase):
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         url = f"{base.rstrip('/')}/v1/channels/{quote(self.channel, safe=':')}/events"
-        async with http.stream("GET", url, headers=headers) as response:
+        async with http.stream("GET", url, headers=headers, params={"client": self.client_id}) as response:
             if response.status_code != 200:
                 return await self._refused(response)
             self.stats.connects += 1
@@ -133,6 +143,10 @@ class SseClient(ClientBase):
                 advice = _json_object(frame.data)
                 log.info("server asks to reconnect in %s ms (%s)", advice.get("after_ms"), advice.get("reason"))
                 return int(advice.get("after_ms", 0))
+            elif frame.event in PRESENCE_EVENTS:
+                if self._on_presence is not None:
+                    op = PRESENCE_EVENTS[frame.event]
+                    self._on_presence({"op": op, "channel": self.channel, **_json_object(frame.data)})
             elif frame.event == GAP_EVENT:
                 gap = _json_object(frame.data)
                 await self._gap(self.channel, str(gap.get("requested")), gap.get("earliest"))

@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,10 @@ class WsClient(ClientBase):
 
     ``url``: one ``ws://host:port/v1/ws`` or several (tried in turn). ``channels``: names to subscribe to from
     the start, or a mapping of name -> ``since`` (resume after that id; None: from now). ``token``: a JWT sent
-    as ``Authorization: Bearer`` on every handshake (None: anonymous). See
+    as ``Authorization: Bearer`` on every handshake (None: anonymous). ``client_id``: this client's presence id,
+    sent as ``?client=`` on every handshake, so a reconnect (to any pod) keeps its presence entry instead of
+    leaving and joining again (default: a random id per client object). ``on_presence``: called with each ``join``
+    and ``leave`` message of a channel with presence. See
     :class:`~fleetcast.client.base.ClientBase` for delivery, the iterator and ownership.
     """
 
@@ -96,6 +100,8 @@ class WsClient(ClientBase):
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
         token: str | None = None,
+        client_id: str | None = None,
+        on_presence: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__(
             on_event=on_event, on_gap=on_gap, max_queue=max_queue, timeouts=timeouts, backoff=backoff, sleep=sleep
@@ -103,6 +109,8 @@ class WsClient(ClientBase):
         self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         if not self.urls:
             raise ValueError("give at least one URL")
+        self.client_id = client_id or secrets.token_urlsafe(12)
+        self._on_presence = on_presence
         self._headers = {"Authorization": f"Bearer {token}"} if token else None
         wanted = channels if isinstance(channels, Mapping) else dict.fromkeys(channels)
         self._wanted: dict[str, str | None] = {}
@@ -163,6 +171,18 @@ class WsClient(ClientBase):
         event_id: str = reply["id"]
         return event_id
 
+    async def presence(
+        self, channel: str, *, cursor: int = 0, limit: int = 100, timeout: float | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the clients present in ``channel`` and the cursor of the next (0: this was the last)."""
+        reply = await self._request({"op": "presence", "channel": channel, "cursor": cursor, "limit": limit}, timeout)
+        return list(reply["clients"]), int(reply["cursor"])
+
+    async def presence_stats(self, channel: str, *, timeout: float | None = None) -> tuple[int, int]:
+        """``(clients, users)`` present in ``channel``."""
+        reply = await self._request({"op": "presence_stats", "channel": channel}, timeout)
+        return int(reply["clients"]), int(reply["users"])
+
     async def ping(self, *, timeout: float | None = None) -> float:
         """A ``ping`` op answered by ``pong``: the round trip in seconds (behind any events queued before it)."""
         started = time.monotonic()
@@ -216,7 +236,7 @@ class WsClient(ClientBase):
             delay_ms: int | None = None
             try:
                 ws = await connect(
-                    self.url,
+                    _with_client(self.url, self.client_id),
                     subprotocols=[Subprotocol(SUBPROTOCOL)],
                     open_timeout=self.timeouts.open,
                     close_timeout=self.timeouts.close,
@@ -295,6 +315,9 @@ class WsClient(ClientBase):
                 await self._gap(message["channel"], message["requested"], message.get("earliest"))
             elif op == "subscribed":
                 self._confirmed(message)
+            elif op in ("join", "leave"):
+                if self._on_presence is not None and message.get("channel") in self._wanted:
+                    self._on_presence(message)
             elif op == "error":
                 self._refused(message)
             else:
@@ -368,3 +391,7 @@ def _checked(channel: str, since: str | None) -> str:
     if since is not None:
         ids.parse(since)
     return channel
+
+
+def _with_client(url: str, client_id: str) -> str:
+    return url + ("&" if "?" in url else "?") + "client=" + client_id

@@ -30,6 +30,8 @@ class Heartbeat:
     """Open client connections by transport: ``{"ws": 10, "sse": 3}``."""
     subscriptions: dict[str, int] = field(default_factory=dict)
     """Local subscribers by channel family: ``{"chat": 12}``."""
+    present: dict[str, int] = field(default_factory=dict)
+    """Presence entries this pod holds, by channel family (families with presence only)."""
     draining: bool = False
     """True from the moment the pod started draining; it then takes no new sessions."""
     remaining: int = 0
@@ -67,6 +69,7 @@ class Heartbeat:
                 timestamp=float(raw["timestamp"]),
                 connections={str(k): int(v) for k, v in raw.get("connections", {}).items()},
                 subscriptions={str(k): int(v) for k, v in raw.get("subscriptions", {}).items()},
+                present={str(k): int(v) for k, v in raw.get("present", {}).items()},
                 draining=bool(raw.get("draining", False)),
                 remaining=int(raw.get("remaining", 0)),
                 ready=bool(raw.get("ready", True)),

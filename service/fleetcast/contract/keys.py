@@ -52,6 +52,18 @@ class Keys:
         """Pub/sub channel that tells pods a stream has new entries (the notify delivery path)."""
         return f"{self.prefix}{{{channel}}}:n"
 
+    def presence(self, channel: str) -> str:
+        """Hash: presence entry field -> entry JSON (see :mod:`fleetcast.contract.presence`)."""
+        return f"{self.prefix}{{{channel}}}:p"
+
+    def presence_users(self, channel: str) -> str:
+        """Hash: ``sub`` -> how many of the channel's presence entries carry it (unique users, in O(1))."""
+        return f"{self.prefix}{{{channel}}}:pu"
+
+    def presence_channels(self, pod: str) -> str:
+        """Set: the channels where pod ``pod`` holds presence entries (what to clean when the pod dies)."""
+        return f"{self.prefix}presence-of:{pod}"
+
     @property
     def policies(self) -> str:
         """Hash: channel family -> policy JSON (see :mod:`fleetcast.contract.policy`). Written by the operator."""

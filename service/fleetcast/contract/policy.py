@@ -84,6 +84,10 @@ class ChannelPolicy:
     conflate_by: str = "type"
     """With ``conflate``: events with the same value of this key replace each other (``type`` or a top-level
     field of ``data``)."""
+    presence_enabled: bool = False
+    """Whether subscribers are registered as present, readable with subscribe rights (``/presence``)."""
+    presence_join_leave: bool = False
+    """Whether subscribers hear joins and leaves of the channel's subscribers (needs :attr:`presence_enabled`)."""
     declared: bool = True
     """False for the built-in default that governs families no Channel declares."""
 
@@ -111,6 +115,7 @@ class ChannelPolicy:
                 "buffer": self.slow_consumer_buffer,
                 "conflateBy": self.conflate_by,
             },
+            "presence": {"enabled": self.presence_enabled, "joinLeave": self.presence_join_leave},
         }
 
     def to_json(self) -> str:
@@ -129,6 +134,7 @@ class ChannelPolicy:
         subscribe = _section(spec.get("subscribe"), "subscribe")
         limits = _section(spec.get("limits"), "limits")
         slow = _section(spec.get("slowConsumer"), "slowConsumer")
+        presence = _section(spec.get("presence"), "presence")
         defaults = cls()
 
         transports = spec.get("transports", list(defaults.transports))
@@ -171,6 +177,11 @@ class ChannelPolicy:
         if not isinstance(conflate_by, str) or not conflate_by:
             raise ValueError(f"slowConsumer.conflateBy must be a non-empty string, got {conflate_by!r}")
 
+        presence_enabled = _flag(presence, "enabled", defaults.presence_enabled)
+        join_leave = _flag(presence, "joinLeave", defaults.presence_join_leave)
+        if join_leave and not presence_enabled:
+            raise ValueError("presence.joinLeave needs presence.enabled: joins and leaves are those of presence")
+
         return cls(
             transports=tuple(transports),
             history_max_events=max_events,
@@ -186,6 +197,8 @@ class ChannelPolicy:
             slow_consumer=policy,
             slow_consumer_buffer=buffer,
             conflate_by=conflate_by,
+            presence_enabled=presence_enabled,
+            presence_join_leave=join_leave,
         )
 
     def undeclared(self) -> ChannelPolicy:

@@ -51,7 +51,23 @@ class Auth:
         return f"Auth(token=<{len(self.token)} chars>, ref={self.ref!r})"
 
 
-ClientMessage = Subscribe | Unsubscribe | Publish | Ping | Auth
+@dataclass(frozen=True, slots=True)
+class PresenceRead:
+    """``presence {channel, cursor?, limit?, ref}``: one page of who is present."""
+
+    channel: str
+    cursor: int
+    limit: int
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceStats:
+    channel: str
+    ref: Ref
+
+
+ClientMessage = Subscribe | Unsubscribe | Publish | Ping | Auth | PresenceRead | PresenceStats
 
 
 class ProtocolError(ValueError):
@@ -66,6 +82,8 @@ class ProtocolError(ValueError):
 
 
 DEFAULT_TYPE = "message"
+PRESENCE_PAGE = 100
+PRESENCE_PAGE_MAX = 1000
 _TYPE_MAX = 64
 
 
@@ -99,6 +117,15 @@ def parse(raw: Any) -> ClientMessage:
         return Publish(_channel(raw, ref), raw["data"], type_, ref)
     if op == "ping":
         return Ping(ref)
+    if op == "presence":
+        cursor, limit = raw.get("cursor", 0), raw.get("limit", PRESENCE_PAGE)
+        if not _whole(cursor) or cursor < 0:
+            raise ProtocolError("'cursor' must be the whole number a previous presence answer gave (0: start)", ref=ref)
+        if not _whole(limit) or not 1 <= limit <= PRESENCE_PAGE_MAX:
+            raise ProtocolError(f"'limit' must be a whole number from 1 to {PRESENCE_PAGE_MAX}", ref=ref)
+        return PresenceRead(_channel(raw, ref), cursor, limit, ref)
+    if op == "presence_stats":
+        return PresenceStats(_channel(raw, ref), ref)
     if op == "auth":
         token = raw.get("token")
         if not isinstance(token, str) or not token:
@@ -107,8 +134,14 @@ def parse(raw: Any) -> ClientMessage:
     if not isinstance(op, str):
         raise ProtocolError("message must have an 'op' field naming the operation", fatal=True)
     raise ProtocolError(
-        f"unknown op {op[:40]!r}: expected auth, subscribe, unsubscribe, publish or ping", ref=ref, code="unknown_op"
+        f"unknown op {op[:40]!r}: expected auth, subscribe, unsubscribe, publish, presence, presence_stats or ping",
+        ref=ref,
+        code="unknown_op",
     )
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _channel(raw: dict[str, Any], ref: Ref) -> str:
@@ -160,6 +193,15 @@ def event(prefix: bytes, event_id: str, type: str, data: bytes) -> bytes:
 
 def gap(channel: str, requested: str, earliest: str | None) -> bytes:
     return _dump({"op": "gap", "channel": channel, "requested": requested, "earliest": earliest})
+
+
+def presence(ref: Ref, channel: str, clients: list[dict[str, Any]], cursor: int) -> bytes:
+    """One page of the channel's presence; ``cursor`` 0: the last page."""
+    return _dump({"op": "presence", "ref": ref, "channel": channel, "clients": clients, "cursor": cursor})
+
+
+def presence_stats(ref: Ref, channel: str, clients: int, users: int) -> bytes:
+    return _dump({"op": "presence_stats", "ref": ref, "channel": channel, "clients": clients, "users": users})
 
 
 def published(ref: Ref, event_id: str) -> bytes:

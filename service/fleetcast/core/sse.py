@@ -12,6 +12,9 @@ import json
 PING = b": ping\n\n"
 GAP_EVENT = "fleetcast.gap"
 RECONNECT_EVENT = "fleetcast.reconnect"
+JOIN_EVENT = "fleetcast.join"
+LEAVE_EVENT = "fleetcast.leave"
+"""Presence announcements (:mod:`fleetcast.hub.notice` frames them): no id, like the other control events."""
 
 
 def event(event_id: str, type: str, data: bytes) -> bytes:

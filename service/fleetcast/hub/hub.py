@@ -24,6 +24,7 @@ from opentelemetry.trace import Tracer, use_span
 from fleetcast.broker.base import Broker, Event
 from fleetcast.core.channels import family
 from fleetcast.hub.batch import Batch
+from fleetcast.hub.notice import Notice
 from fleetcast.observability import tracing
 from fleetcast.observability.metrics import LagHistogram
 
@@ -40,6 +41,10 @@ class Subscriber(Protocol):
 
     def lost(self, requested: str, earliest: str | None) -> None:
         """Live delivery skipped events after ``requested`` that the broker no longer has (history lost)."""
+        ...
+
+    def presence(self, notice: Notice) -> None:
+        """A presence join or leave of the channel, in order with its batches; must not block or raise."""
         ...
 
 
@@ -131,6 +136,24 @@ class Hub:
                 subscriber.lost(requested, earliest)
             except Exception:
                 log.exception("gap signal to a subscriber of %s failed", channel)
+
+    def presence(self, channel: str, kind: str, record: bytes) -> None:
+        """The broker's (or the embedded presence store's) announcement of a join or leave: one :class:`Notice`,
+        encoded once per wire format, for every local subscriber of the channel."""
+        room = self._rooms.get(channel)
+        if room is None or not room.subscribers:
+            return
+        try:
+            notice = Notice(channel, kind, record)
+            notice.public()
+        except ValueError:
+            log.warning("ignoring a malformed presence announcement on %s", channel)
+            return
+        for subscriber in tuple(room.subscribers):
+            try:
+                subscriber.presence(notice)
+            except Exception:
+                log.exception("presence announcement to a subscriber of %s failed", channel)
 
     def replay_batch(self, channel: str, events: Sequence[Event]) -> Batch:
         """A history page as a batch, shared by every session replaying the same page: a thousand clients

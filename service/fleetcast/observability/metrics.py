@@ -111,6 +111,10 @@ class GatewaySnapshot:
     """Multiplexed SSE streams; None reports none."""
     shed_remaining: int = 0
     shed_closed: int = 0
+    presence_entries: Mapping[str, int] | None = None
+    """Presence entries this pod holds, by family; None reports none."""
+    presence_writes: int = 0
+    presence_reaped: int = 0
 
 
 class GatewayCollector(Collector):
@@ -168,6 +172,19 @@ class GatewayCollector(Collector):
         )
         yield CounterMetricFamily(
             "fleetcast_shed_closed_sessions", "Sessions closed by sheds (rebalance), told to reconnect.", s.shed_closed
+        )
+        yield _labelled(
+            GaugeMetricFamily,
+            "fleetcast_presence_entries",
+            "Presence entries this pod holds (its clients present in channels with presence), by family.",
+            "family",
+            s.presence_entries or {},
+        )
+        yield CounterMetricFamily(
+            "fleetcast_presence_writes", "Batches of joins and leaves written (one round trip each).", s.presence_writes
+        )
+        yield CounterMetricFamily(
+            "fleetcast_presence_reaped", "Entries of dead pods this pod removed, as leaves.", s.presence_reaped
         )
         yield GaugeMetricFamily("fleetcast_broker_ready", "1 while the broker (Redis) is reachable.", s.broker_ready)
         yield _labelled(

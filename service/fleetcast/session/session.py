@@ -25,6 +25,7 @@ from typing import Any
 from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.broker.base import Broker, Event
 from fleetcast.contract.policy import ChannelPolicy
+from fleetcast.contract.presence import Entry
 from fleetcast.core import disconnects, ids
 from fleetcast.core.backoff import server_delay_ms
 from fleetcast.core.disconnects import Disconnect
@@ -32,10 +33,12 @@ from fleetcast.core.messages import Ref
 from fleetcast.errors import BadRequest, ChannelFull, FleetcastError, Forbidden, InvalidEventId, RateLimited
 from fleetcast.hub.batch import Batch
 from fleetcast.hub.hub import Hub
+from fleetcast.hub.notice import Notice
 from fleetcast.observability import tracing
 from fleetcast.session.access import Access
 from fleetcast.session.backlog import Backlog
 from fleetcast.session.counters import SessionCounters
+from fleetcast.session.presence import Presence, presence_readable
 from fleetcast.session.publisher import Publisher
 from fleetcast.session.ratelimit import TokenBucket
 from fleetcast.session.wire import Codec, Wire
@@ -65,6 +68,10 @@ class Limits:
     """Subscribe and unsubscribe requests one connection may make per second."""
     subscribe_burst: float = 200.0
     """... at once: a client resuming every channel after a reconnect (up to ``max_channels``) fits."""
+    presence_reads_per_second: float = 5.0
+    """``presence`` and ``presence_stats`` requests one connection may make per second (a page can be 1,000
+    entries: a client looping on it would keep Redis scanning)."""
+    presence_reads_burst: float = 20.0
     abuse_strikes: int = 20
     """Requests refused for rate in a row, after which the connection is cut off (4129)."""
 
@@ -73,7 +80,7 @@ class Subscription:
     """One channel of one session. The hub calls :meth:`deliver`."""
 
     __slots__ = (
-        "active", "backlog", "channel", "floor", "last_id", "live", "overflowed", "parks", "pending",
+        "active", "backlog", "channel", "entry", "floor", "last_id", "live", "overflowed", "parks", "pending",
         "pending_count", "policy", "session",
     )  # fmt: skip
 
@@ -92,6 +99,8 @@ class Subscription:
         """The last event id written for the client on the live path."""
         self.backlog: Backlog | None = None
         """Events parked while the client is slow (``dropOldest`` and ``conflate`` only)."""
+        self.entry: Entry | None = None
+        """This subscription's presence entry (channels whose policy has presence)."""
         self.floor: ids.EventId | None = None
         """After a replay: the last replayed id. A live batch may still carry events the replay already read
         (appended before the read, delivered after it); they are dropped until an event above the floor."""
@@ -113,6 +122,11 @@ class Subscription:
             self.pending.clear()
             self.pending_count = 0
             self.overflowed = True
+
+    def presence(self, notice: Notice) -> None:
+        """A join or leave: written once live (replays carry no presence), where the policy asks for them."""
+        if self.active and self.live and self.policy.presence_join_leave:
+            self.session.send(self.session.codec.presence(notice))
 
     def lost(self, requested: str, earliest: str | None) -> None:
         if not self.active:
@@ -161,6 +175,8 @@ class Session:
         limits: Limits,
         counters: SessionCounters | None = None,
         principal: Principal = ANONYMOUS,
+        presence: Presence | None = None,
+        client_id: str | None = None,
     ) -> None:
         self.hub = hub
         self.broker = broker
@@ -173,6 +189,12 @@ class Session:
         self._encode = codec.events
         self.subscriptions: dict[str, Subscription] = {}
         self.principal = principal
+        self.presence = presence
+        self.client_id = client_id
+        """The client id the connection sent (``?client=``): its presence identity, with its ``sub``."""
+        self.presence_conn: str | None = None
+        self.presence_client: str | None = None
+        """Set by :class:`Presence` on this connection's first presence entry."""
         self._expiry: asyncio.TimerHandle | None = None
         self._buckets: dict[str, TokenBucket] | None = None
         """Per-connection request rates, made on first use (most sessions only ever subscribe once)."""
@@ -189,7 +211,10 @@ class Session:
         client is told with an ``unsubscribed`` carrying the reason)."""
         if not self.principal.anonymous and principal.sub != self.principal.sub:
             raise Forbidden("a refreshed token must be for the same user ('sub') as the one it replaces")
+        reidentify = principal.sub != self.principal.sub or principal.info != self.principal.info
         self.principal = principal
+        if reidentify and self.presence is not None and self.presence_conn is not None:
+            self.presence.reidentify(self)
         self._watch_expiry()
         for channel, subscription in list(self.subscriptions.items()):
             try:
@@ -225,6 +250,12 @@ class Session:
         raise RateLimited(
             f"this connection may make {rate:g} {what} per second; retry in {wait:.2f} s", retry_after=wait
         )
+
+    def read_presence(self, channel: str) -> ChannelPolicy:
+        """May this connection read the channel's presence now: its rate, its rights, the channel's policy."""
+        limits = self.limits
+        self._take("presence", limits.presence_reads_per_second, limits.presence_reads_burst, "presence reads")
+        return presence_readable(self.access, self.principal, channel)
 
     async def publish(self, channel: str, data: Any, type: str, ref: Ref = None) -> str:
         """A client's publish over this connection: permission, this connection's rate, then the channel's
@@ -270,6 +301,8 @@ class Session:
             else:
                 last = await self._replay(subscription, since, ref)
             self._go_live(subscription, last)
+            if policy.presence_enabled and self.presence is not None and subscription.active:
+                subscription.entry = self.presence.join(self, channel, announced=policy.presence_join_leave)
         except BaseException:
             self._drop(subscription)
             raise
@@ -328,6 +361,9 @@ class Session:
         return True
 
     def _drop(self, subscription: Subscription) -> None:
+        if subscription.entry is not None and self.presence is not None:
+            self.presence.leave(subscription.entry)
+            subscription.entry = None
         subscription.active = False
         subscription.pending.clear()
         subscription.backlog = None

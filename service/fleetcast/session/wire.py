@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
 from fleetcast.hub.batch import Batch
+from fleetcast.hub.notice import Notice
 
 
 class Wire(Protocol):
@@ -63,4 +64,8 @@ class Codec(Protocol):
 
     def unsubscribed(self, channel: str, reason: str) -> bytes:
         """The server ended one subscription (``reason``: an error code such as ``forbidden``)."""
+        ...
+
+    def presence(self, notice: Notice) -> bytes:
+        """A presence join or leave of a subscribed channel."""
         ...

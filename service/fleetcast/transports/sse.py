@@ -32,6 +32,7 @@ from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import Ref
 from fleetcast.errors import BrokerUnavailable, Unavailable
 from fleetcast.hub.batch import Batch
+from fleetcast.hub.notice import Notice
 from fleetcast.pod import Pod
 
 HIGH_WATER_BYTES = 64 * 1024
@@ -61,6 +62,9 @@ class SseCodec:
 
     def unsubscribed(self, channel: str, reason: str) -> bytes:
         return b""  # an SSE stream has no refresh that could end one subscription
+
+    def presence(self, notice: Notice) -> bytes:
+        return notice.sse()
 
 
 class SseWire:
@@ -160,7 +164,15 @@ class SseStream(Response):
     """The ASGI response of an SSE subscription. Validation and the access check happened before it was built
     (a refusal must be a 4xx, which an open stream can no longer send)."""
 
-    def __init__(self, pod: Pod, channel: str, since: str | None, policy: ChannelPolicy, principal: Principal) -> None:
+    def __init__(
+        self,
+        pod: Pod,
+        channel: str,
+        since: str | None,
+        policy: ChannelPolicy,
+        principal: Principal,
+        client: str | None = None,
+    ) -> None:
         # A Response only so that routing returns it as it is; it writes its own start and body.
         self.status_code = 200
         self.background = None
@@ -170,6 +182,7 @@ class SseStream(Response):
         self.since = since
         self.policy = policy
         self.principal = principal
+        self.client = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         pod = self.pod
@@ -182,7 +195,7 @@ class SseStream(Response):
             wire.close(refusal, pod.refusal_delay_ms(refusal))
             await wire.finish()
             return
-        session = pod.open_session(wire, SseCodec(), self.principal)
+        session = pod.open_session(wire, SseCodec(), self.principal, self.client)
         listener = asyncio.create_task(wait_for_disconnect(receive, wire), name="sse-disconnect")
         try:
             try:

@@ -37,6 +37,7 @@ from fleetcast.core import disconnects, ids, multiplex, sse
 from fleetcast.core.messages import Ref
 from fleetcast.errors import BrokerUnavailable, Unavailable
 from fleetcast.hub.batch import Batch
+from fleetcast.hub.notice import Notice
 from fleetcast.pod import Pod
 from fleetcast.session.session import Session
 from fleetcast.transports.sse import HEADERS, SseWire, pump, wait_for_disconnect
@@ -75,6 +76,9 @@ class MuxCodec:
     def unsubscribed(self, channel: str, reason: str) -> bytes:
         return b""  # an SSE stream has no refresh that could end one subscription
 
+    def presence(self, notice: Notice) -> bytes:
+        return notice.mux()
+
 
 class MuxStream(Response):
     """The ASGI response of a multiplexed SSE stream; ``policies`` are the access checks' results, one per
@@ -87,6 +91,7 @@ class MuxStream(Response):
         policies: Sequence[ChannelPolicy],
         positions: Sequence[ids.EventId] | None,
         principal: Principal,
+        client: str | None = None,
     ) -> None:
         # A Response only so that routing returns it as it is; it writes its own start and body.
         self.status_code = 200
@@ -97,6 +102,7 @@ class MuxStream(Response):
         self.policies = tuple(policies)
         self.positions = positions
         self.principal = principal
+        self.client = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         pod = self.pod
@@ -110,7 +116,7 @@ class MuxStream(Response):
             await wire.finish()
             return
         codec = MuxCodec(self.channels)
-        session = pod.open_session(wire, codec, self.principal)
+        session = pod.open_session(wire, codec, self.principal, self.client)
         pod.multiplexed.opened(len(self.channels))
         listener = asyncio.create_task(wait_for_disconnect(receive, wire), name="sse-mux-disconnect")
         try:

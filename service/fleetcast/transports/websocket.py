@@ -20,7 +20,9 @@ from fleetcast.core.disconnects import Disconnect
 from fleetcast.core.messages import ProtocolError, Ref
 from fleetcast.errors import FleetcastError, NotSubscribed, PayloadTooLarge, Unauthorized
 from fleetcast.hub.batch import Batch
+from fleetcast.hub.notice import Notice
 from fleetcast.pod import Pod
+from fleetcast.session import presence
 from fleetcast.session.json_input import UnreadableJson, read_json
 from fleetcast.session.session import Session
 from fleetcast.transports.uvicorn_ws import EXTENSION, FrameWriter
@@ -40,6 +42,9 @@ class WsCodec:
 
     def unsubscribed(self, channel: str, reason: str) -> bytes:
         return wsframe.text_frame(messages.unsubscribed(channel, None, reason))
+
+    def presence(self, notice: Notice) -> bytes:
+        return notice.ws()
 
 
 class WsWire:
@@ -101,6 +106,12 @@ async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
         return
     principal = ANONYMOUS
     try:
+        client = presence.client_id(websocket.query_params.get("client"))
+    except FleetcastError as bad_client:
+        wire.write(wsframe.text_frame(messages.error(None, bad_client.code, bad_client.message)))
+        wire.close(disconnects.PROTOCOL_ERROR, 0)
+        return
+    try:
         token = reader_token(
             headers.get("authorization"),
             websocket.scope.get(TOKEN_SCOPE_KEY),
@@ -114,7 +125,7 @@ async def websocket_endpoint(websocket: WebSocket, pod: Pod) -> None:
         wire.write(wsframe.text_frame(messages.error(None, error.code, error.message)))
         wire.close(_token_refusal(error), 0)
         return
-    session = pod.open_session(wire, WsCodec(), principal)
+    session = pod.open_session(wire, WsCodec(), principal, client)
     try:
         while not wire.closed:
             message = await websocket.receive()
@@ -175,6 +186,14 @@ async def _handle(pod: Pod, session: Session, text: str) -> None:
                 reply = messages.authed(ref, principal.sub, principal.expires_at)
             case messages.Ping(ref=ref):
                 reply = messages.pong(ref)
+            case messages.PresenceRead(channel=channel, cursor=cursor, limit=limit, ref=ref):
+                session.read_presence(channel)
+                clients, next_cursor = await pod.presence.page(channel, cursor, limit)
+                reply = messages.presence(ref, channel, clients, next_cursor)
+            case messages.PresenceStats(channel=channel, ref=ref):
+                session.read_presence(channel)
+                stats = await pod.presence.stats(channel)
+                reply = messages.presence_stats(ref, channel, stats.clients, stats.users)
     except PayloadTooLarge as error:
         session.send(wsframe.text_frame(messages.error(op.ref, error.code, error.message)))
         session.close(disconnects.TOO_BIG)

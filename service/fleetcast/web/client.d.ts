@@ -10,6 +10,7 @@
  * const sub = fc.subscribe("chat:room-42", { onEvent(e) {}, onGap(g) {}, since: savedId });
  * await fc.publish("chat:room-42", { text: "hi" });
  * sub.lastId; sub.unsubscribe(); fc.close(); fc.on("state", (s) => {});
+ * fc.subscribe("chat:room-42", { onPresence(p) {} }); await fc.presence("chat:room-42"); // channels with presence
  * ```
  */
 export declare const VERSION = "0.1.0";
@@ -33,6 +34,20 @@ export interface GapInfo {
     requested: string;
     earliest: string | null;
 }
+/** A client joined or left a channel with presence joins and leaves (`docs/protocol.md`, "Presence"). */
+export interface PresenceChange {
+    kind: "join" | "leave";
+    channel: string;
+    client: string;
+    sub: string | null;
+    info: unknown;
+}
+export interface PresentClient {
+    client: string;
+    sub: string | null;
+    info: unknown;
+    since: number;
+}
 export interface StateChange {
     state: ConnectionState;
     /** Why the connection ended (the close reason, or the server's `reconnect` reason). */
@@ -51,6 +66,8 @@ export interface SubscribeOptions {
     onError?: (error: FleetcastError) => void;
     /** Resume after this id. Default: the id saved in `storage`, else only new events. */
     since?: string | null;
+    /** Joins and leaves of the channel (where its policy announces them). Apply them as set operations. */
+    onPresence?: (change: PresenceChange) => void;
 }
 export interface Subscription {
     readonly channel: string;
@@ -98,6 +115,8 @@ export interface FleetcastOptions {
     storage?: StorageLike;
     /** Prefix of the storage keys (default "fleetcast:lastId:"). */
     storagePrefix?: string;
+    /** This page's presence id, sent on every (re)connect so a reconnect keeps its entry (default: a random id). */
+    clientId?: string;
     env?: Environment;
 }
 export declare class FleetcastError extends Error {
@@ -118,8 +137,10 @@ export declare function compareIds(a: string, b: string): number;
  * its remaining life early, at most a minute early, never in the past.
  */
 export declare function refreshDelay(expiresAtSeconds: number, nowMs: number): number;
-/** `http(s)://host[/prefix]` -> `ws(s)://host[/prefix]/v1/ws`. */
-export declare function webSocketUrl(base: string): string;
+/** `http(s)://host[/prefix]` -> `ws(s)://host[/prefix]/v1/ws`, with the page's presence id when given. */
+export declare function webSocketUrl(base: string, clientId?: string): string;
+/** A random presence id: 16 characters of A-Z, a-z, 0-9. */
+export declare function randomClientId(random?: () => number): string;
 export type SseMessage = {
     kind: "event";
     id: string | null;
@@ -155,6 +176,8 @@ type Listener = (change: StateChange) => void;
 export declare class Fleetcast {
     readonly url: string;
     readonly transport: Transport;
+    /** Sent as `?client=` on every connection: with the token's `sub`, this page's presence identity. */
+    readonly clientId: string;
     private readonly token;
     private readonly storage;
     private readonly storagePrefix;
@@ -176,6 +199,19 @@ export declare class Fleetcast {
     /** Publish over the WebSocket (transport "ws"), or over HTTP (transport "sse"). Resolves with the event id. */
     publish(channel: string, data: unknown, options?: PublishOptions): Promise<{
         id: string;
+    }>;
+    /** One page of the clients present in `channel`, across every pod; pass `cursor` back for the next (0: done). */
+    presence(channel: string, page?: {
+        cursor?: number;
+        limit?: number;
+    }): Promise<{
+        clients: PresentClient[];
+        cursor: number;
+    }>;
+    /** How many clients are present in `channel`, and how many distinct users (`sub`) they are. */
+    presenceStats(channel: string): Promise<{
+        clients: number;
+        users: number;
     }>;
     /** Stop everything: the WebSocket or every event stream, and every timer. */
     close(): void;
@@ -208,6 +244,8 @@ export declare class Fleetcast {
     /** @internal: with SSE the client's state is the worst of its streams' states. */
     sseStateChanged(detail?: Partial<StateChange>): void;
     private loadLastId;
+    private getJson;
+    _presence(sub: Sub, body: Record<string, unknown>, kind: "join" | "leave"): void;
     private publishOverHttp;
 }
 export {};

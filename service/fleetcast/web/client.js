@@ -10,6 +10,7 @@
  * const sub = fc.subscribe("chat:room-42", { onEvent(e) {}, onGap(g) {}, since: savedId });
  * await fc.publish("chat:room-42", { text: "hi" });
  * sub.lastId; sub.unsubscribe(); fc.close(); fc.on("state", (s) => {});
+ * fc.subscribe("chat:room-42", { onPresence(p) {} }); await fc.presence("chat:room-42"); // channels with presence
  * ```
  */
 export const VERSION = "0.1.0";
@@ -62,9 +63,18 @@ export function refreshDelay(expiresAtSeconds, nowMs) {
     const lead = Math.min(REFRESH_LEAD_MAX_MS, remaining / 4);
     return Math.max(0, Math.floor(remaining - lead));
 }
-/** `http(s)://host[/prefix]` -> `ws(s)://host[/prefix]/v1/ws`. */
-export function webSocketUrl(base) {
-    return base.replace(/^http/, "ws") + "/v1/ws";
+/** `http(s)://host[/prefix]` -> `ws(s)://host[/prefix]/v1/ws`, with the page's presence id when given. */
+export function webSocketUrl(base, clientId) {
+    const url = base.replace(/^http/, "ws") + "/v1/ws";
+    return clientId === undefined ? url : `${url}?client=${encodeURIComponent(clientId)}`;
+}
+/** A random presence id: 16 characters of A-Z, a-z, 0-9. */
+export function randomClientId(random = Math.random) {
+    const digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let id = "";
+    for (let i = 0; i < 16; i++)
+        id += digits[Math.floor(random() * digits.length)];
+    return id;
 }
 /**
  * An incremental `text/event-stream` parser (the HTML standard's rules): feed it text as it arrives, get whole
@@ -145,6 +155,8 @@ class Sub {
 export class Fleetcast {
     url;
     transport;
+    /** Sent as `?client=` on every connection: with the token's `sub`, this page's presence identity. */
+    clientId;
     token;
     storage;
     storagePrefix;
@@ -167,6 +179,10 @@ export class Fleetcast {
         this.token = options.token;
         this.storage = options.storage;
         this.storagePrefix = options.storagePrefix ?? "fleetcast:lastId:";
+        this.clientId = options.clientId ?? randomClientId(options.env?.clock?.random ?? Math.random);
+        if (!/^[A-Za-z0-9_.-]{8,64}$/.test(this.clientId)) {
+            throw new TypeError("clientId must be 8 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'");
+        }
         const env = options.env ?? {};
         this.clock = {
             now: () => Date.now(),
@@ -220,6 +236,17 @@ export class Fleetcast {
             return this.ws.publish(channel, data, options.type);
         }
         return this.publishOverHttp(channel, data, options.type);
+    }
+    /** One page of the clients present in `channel`, across every pod; pass `cursor` back for the next (0: done). */
+    async presence(channel, page = {}) {
+        const query = `?cursor=${page.cursor ?? 0}&limit=${page.limit ?? 100}`;
+        const answer = (await this.getJson(`/v1/channels/${encodeURIComponent(channel)}/presence${query}`));
+        return { clients: answer.clients, cursor: answer.cursor };
+    }
+    /** How many clients are present in `channel`, and how many distinct users (`sub`) they are. */
+    async presenceStats(channel) {
+        const answer = (await this.getJson(`/v1/channels/${encodeURIComponent(channel)}/presence/stats`));
+        return { clients: answer.clients, users: answer.users };
     }
     /** Stop everything: the WebSocket or every event stream, and every timer. */
     close() {
@@ -351,6 +378,35 @@ export class Fleetcast {
             return null;
         }
     }
+    async getJson(path) {
+        const headers = {};
+        const token = await this._token();
+        if (token !== null)
+            headers.Authorization = `Bearer ${token}`;
+        const response = await this.fetch(`${this.url}${path}`, { headers, credentials: "include" });
+        const answer = (await response.json().catch(() => null));
+        if (!response.ok || answer === null) {
+            const message = answer?.error?.message ?? `GET ${path} failed with HTTP ${response.status}`;
+            throw new FleetcastError(message, answer?.error?.code ?? response.status, response.status);
+        }
+        return answer;
+    }
+    _presence(sub, body, kind) {
+        if (!sub.active || sub.options.onPresence === undefined)
+            return;
+        try {
+            sub.options.onPresence({
+                kind,
+                channel: sub.channel,
+                client: String(body.client),
+                sub: typeof body.sub === "string" ? body.sub : null,
+                info: body.info ?? null,
+            });
+        }
+        catch (error) {
+            console.error("fleetcast: onPresence threw", error);
+        }
+    }
     async publishOverHttp(channel, data, type) {
         const headers = { "Content-Type": "application/json" };
         const token = await this._token();
@@ -454,7 +510,7 @@ class WsConnection {
         this.owner.setState({ state: again ? "reconnecting" : "connecting" });
         let socket;
         try {
-            socket = this.owner._env().makeWebSocket(webSocketUrl(this.owner.url), WS_PROTOCOL);
+            socket = this.owner._env().makeWebSocket(webSocketUrl(this.owner.url, this.owner.clientId), WS_PROTOCOL);
         }
         catch (error) {
             this.terminate(4400, `cannot open a WebSocket: ${String(error)}`);
@@ -543,6 +599,13 @@ class WsConnection {
                         earliest: message.earliest === null ? null : String(message.earliest),
                     });
                 }
+                break;
+            }
+            case "join":
+            case "leave": {
+                const sub = this.owner._sub(String(message.channel));
+                if (sub !== undefined)
+                    this.owner._presence(sub, message, message.op);
                 break;
             }
             case "authed": {
@@ -765,8 +828,9 @@ class SseStream {
         this.abort = abort;
         try {
             const token = await this.owner._token();
-            const since = this.sub.lastId === null ? "" : `?lastEventId=${encodeURIComponent(this.sub.lastId)}`;
-            const url = `${this.owner.url}/v1/channels/${encodeURIComponent(this.sub.channel)}/events${since}`;
+            const since = this.sub.lastId === null ? "" : `&lastEventId=${encodeURIComponent(this.sub.lastId)}`;
+            const query = `?client=${encodeURIComponent(this.owner.clientId)}${since}`;
+            const url = `${this.owner.url}/v1/channels/${encodeURIComponent(this.sub.channel)}/events${query}`;
             // The token travels in a header, never in the URL (which proxies in front of the gateway may log).
             const headers = { Accept: "text/event-stream" };
             if (token !== null)
@@ -851,6 +915,12 @@ class SseStream {
                 requested: String(body?.requested ?? ""),
                 earliest: body?.earliest ?? null,
             });
+            return null;
+        }
+        if (message.event === "fleetcast.join" || message.event === "fleetcast.leave") {
+            const body = parseJson(message.data);
+            if (body !== null)
+                this.owner._presence(this.sub, body, message.event === "fleetcast.join" ? "join" : "leave");
             return null;
         }
         if (message.id === null)
