@@ -13,6 +13,8 @@ import contextlib
 import logging
 import time
 
+from opentelemetry.trace import Tracer
+
 from fleetcast.auth.authenticator import Authenticator
 from fleetcast.auth.origins import OriginPolicy
 from fleetcast.auth.principal import ANONYMOUS, Principal
@@ -31,7 +33,6 @@ from fleetcast.drain.controller import DrainController
 from fleetcast.drain.shed import ShedController
 from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
-from fleetcast.observability import tracing
 from fleetcast.observability.metrics import GatewaySnapshot, MultiplexedStreams
 from fleetcast.session.access import Access
 from fleetcast.session.counters import SessionCounters
@@ -54,22 +55,41 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
-    url, namespace = settings.broker.redis_url, settings.server.namespace
+    url, namespace, section = settings.broker.redis_url, settings.server.namespace, settings.broker
     keys = Keys(namespace, gateway)
-    return RedisStreamsBroker(url, keys=keys), RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace)
+    broker = RedisStreamsBroker(
+        url,
+        keys=keys,
+        timeout=section.redis_timeout,
+        max_connections=section.redis_max_connections,
+        read_count=section.redis_read_count,
+    )
+    return broker, RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace, timeout=section.redis_timeout)
 
 
 class Pod:
-    def __init__(self, settings: Settings, broker: Broker | None = None, fleet: Fleet | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker | None = None,
+        fleet: Fleet | None = None,
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.settings = settings
+        self.tracer = tracer
+        """From ``tracing.setup_from_environment`` at start-up, handed to every part that traces (None: off)."""
         if broker is None or fleet is None:
             default_broker, default_fleet = make_broker(settings)
             broker, fleet = broker or default_broker, fleet or default_fleet
         # Resume bursts: identical concurrent history reads share one read, and reads are bounded in number.
-        self.broker: Broker = CoalescingBroker(broker)
+        self.broker: Broker = CoalescingBroker(
+            broker,
+            max_concurrent_reads=settings.broker.read_concurrency,
+            wait_timeout=settings.broker.read_wait_timeout,
+        )
         self.fleet = fleet
-        tracer = tracing.tracer()  # None unless start-up configured tracing (OTEL_TRACES_EXPORTER)
-        self.hub = Hub(self.broker, tracer=tracer)
+        self.hub = Hub(self.broker, unwatch_grace_seconds=settings.broker.unwatch_grace_seconds, tracer=tracer)
         # Families no Channel declares: open on a laptop (--anonymous), closed like private ones otherwise. Once
         # a pod has a publish credential configured, publishing needs one: a key must not sit beside a side door.
         auth = settings.auth
@@ -87,12 +107,7 @@ class Pod:
         self.access = Access(self.policies, expiry_leeway=settings.auth.jwt_leeway_seconds)
         self.origins = OriginPolicy(settings.auth.allowed_origins)
         self.publisher = Publisher(self.broker, tracer=tracer)
-        limits = settings.limits
-        self.limits = Limits(
-            outbox_max_bytes=limits.outbox_max_bytes,
-            publish_per_second=limits.ws_publish_per_second,
-            publish_burst=limits.ws_publish_burst,
-        )
+        self.limits: Limits = settings.session
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
         self.connecting = 0
         """Connections still sending their request line and headers (the server's HTTP protocol keeps this)."""
@@ -101,11 +116,11 @@ class Pod:
         """Every open session, for drain and for the bytes they hold unsent."""
         self.multiplexed = MultiplexedStreams()
         self._wake = asyncio.Event()
-        self.drain = DrainController(self.sessions, settings.drain)
+        self.drain = DrainController(self.sessions, settings.drain, tracer=tracer)
         # A drain's start and end reach the registry at once, then every half second while it runs.
         self.drain.on_state = self._wake.set
         # A rebalance moves some clients away while the pod stays ready; a drain cuts it short.
-        self.shed = ShedController(self.sessions, settings.drain, halted=lambda: self.drain.draining)
+        self.shed = ShedController(self.sessions, settings.drain, halted=lambda: self.drain.draining, tracer=tracer)
         self.shed.on_state = self._wake.set
         self._policies_stale = True
         self._housekeeping: asyncio.Task[None] | None = None
@@ -140,6 +155,7 @@ class Pod:
             limits=self.limits,
             counters=self.counters,
             principal=principal,
+            tracer=self.tracer,
         )
         self.connections[wire.kind] += 1
         self.sessions.add(session)

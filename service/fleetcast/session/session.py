@@ -21,8 +21,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry.trace import Tracer
 
 from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.broker.base import Broker, Event
@@ -39,37 +40,12 @@ from fleetcast.observability import tracing
 from fleetcast.session.access import Access
 from fleetcast.session.backlog import Backlog
 from fleetcast.session.counters import SessionCounters
+from fleetcast.session.limits import Limits as Limits  # re-exported: tests and tools import it from here
 from fleetcast.session.publisher import Publisher
 from fleetcast.session.ratelimit import TokenBucket
 from fleetcast.session.wire import Codec, Wire
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-session bounds."""
-
-    outbox_max_bytes: int = 4 * 1024 * 1024
-    """A session holding more unsent bytes than this is a slow consumer."""
-    replay_page: int = 500
-    """Events per history read during a resume."""
-    replay_pending_max: int = 10_000
-    """Live events buffered per subscription while its replay runs."""
-    replay_drain_seconds: float = 10.0
-    """How long a replay waits for the client to take a page before calling it a slow consumer."""
-    max_channels: int = 100
-    """Subscriptions one connection may hold."""
-    publish_per_second: float = 50.0
-    """Publishes one connection may make per second (token bucket)."""
-    publish_burst: float = 100.0
-    """Publishes one connection may make at once before the rate applies."""
-    subscribe_per_second: float = 20.0
-    """Subscribe and unsubscribe requests one connection may make per second."""
-    subscribe_burst: float = 200.0
-    """... at once: a client resuming every channel after a reconnect (up to ``max_channels``) fits."""
-    abuse_strikes: int = 20
-    """Requests refused for rate in a row, after which the connection is cut off (4129)."""
 
 
 class Subscription:
@@ -134,6 +110,7 @@ class Session:
         limits: Limits,
         counters: SessionCounters | None = None,
         principal: Principal = ANONYMOUS,
+        tracer: Tracer | None = None,
     ) -> None:
         self.hub = hub
         self.broker = broker
@@ -146,6 +123,8 @@ class Session:
         self.encode = codec.events
         self.subscriptions: dict[str, Subscription] = {}
         self.principal = principal
+        self.tracer = tracer
+        """Where slow-consumer events are recorded (None: tracing off)."""
         self._expiry: asyncio.TimerHandle | None = None
         self._buckets: dict[str, TokenBucket] | None = None
         """Per-connection request rates, made on first use (most sessions only ever subscribe once)."""
@@ -302,6 +281,7 @@ class Session:
         log.info("slow consumer on %s: %d bytes unsent", channel, unsent)
         self.counters.slow_disconnects += 1
         tracing.add_event(
+            self.tracer,
             "fleetcast.slow_consumer.disconnect",
             {"messaging.destination.name": channel, "fleetcast.buffered_bytes": unsent},
             span_name=f"slow_consumer {channel}",
@@ -342,6 +322,7 @@ class Session:
             if backlog.dropped:
                 self.counters.dropped[subscription.policy.slow_consumer] += backlog.dropped
                 tracing.add_event(
+                    self.tracer,
                     "fleetcast.slow_consumer.drop",
                     {
                         "messaging.destination.name": channel,
