@@ -140,8 +140,10 @@ class LiveReader:
     def emit(self, cursor: Cursor, events: Sequence[Event]) -> None:
         """Hand live events to the feed: buffered while it catches up, else the ones it has not delivered yet
         are delivered (and the cursor advances). Stale cursors (unwatched: the feed is closed) deliver nothing."""
+        if not events:
+            return
         start = cursor.feed.live(events)
-        if start < 0 or not events:
+        if start < 0:
             return
         try:
             self._deliver(cursor.channel, events[start:] if start else events)

@@ -127,8 +127,8 @@ class Feed(Generic[E]):
     def live(self, events: Sequence[E], writable: bool = True) -> int:
         """Live events arrived (in id order). Answers the offset of the first event to deliver now (0: all of
         them; the consumer then got up to the last one), :data:`IGNORE`, or an answer at or below :data:`PARK`
-        (put the events from :func:`park_offset` on in the backlog). ``writable``: False while the consumer lags
-        (drivers need only ask the wire for feeds that park)."""
+        (put the events from :func:`park_offset` on in the backlog). ``events`` is never empty. ``writable``:
+        False while the consumer lags (drivers need only ask the wire for feeds that park)."""
         state = self.state
         if state is LIVE:
             start = 0
