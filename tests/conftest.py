@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from tests.support.cluster import RedisCluster, redis_cluster
 from tests.support.processes import RedisServer, redis_server
 
 REQUIRE_BROWSER = os.environ.get("FLEETCAST_REQUIRE_BROWSER") == "1"
@@ -26,6 +27,13 @@ def redis() -> Iterator[RedisServer]:
     """A fresh redis-server (no persistence) for one test."""
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def shared_cluster() -> Iterator[RedisCluster]:
+    """A 3-master, 3-replica Redis Cluster for the session's tests that leave its nodes alone."""
+    with redis_cluster() as cluster:
+        yield cluster
 
 
 def chromium_or_skip() -> str:

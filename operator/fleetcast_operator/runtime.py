@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fleetcast.contract.keys import Keys
+from fleetcast.contract.redis_url import Mode
 from fleetcast_operator.errors import InvalidSpec, TemporaryFailure
 from fleetcast_operator.gateway.spec import RedisSource
 from fleetcast_operator.kube import Kube
@@ -49,7 +50,8 @@ class Fleet(Protocol):
 class Runtime:
     settings: Settings
     kube: Kube
-    fleet_for_url: Callable[[str], Fleet]
+    fleet_for_url: Callable[[str, Mode], Fleet]
+    """The operator's Redis client for a URL in a mode (standalone or cluster), shared by the Gateways using it."""
     close_fleets: Callable[[], Any]
     wall_clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
@@ -58,7 +60,7 @@ class Runtime:
         """The Redis of a Gateway, resolving a Secret reference at each call (Secrets may be rotated). With an
         ``operatorKey`` the operator connects as its own ACL user, not as the pods' user."""
         if source.url is not None:
-            return self.fleet_for_url(source.url)
+            return self.fleet_for_url(source.url, source.mode)
         assert source.secret_name is not None
         key = source.operator_key or source.secret_key
         url = await self.kube.secret_value(namespace, source.secret_name, key)
@@ -66,7 +68,7 @@ class Runtime:
             raise InvalidSpec(f"Secret {source.secret_name!r} has no key {key!r} with a Redis URL")
         if not url.startswith(("redis://", "rediss://")):
             raise InvalidSpec(f"Secret {source.secret_name!r} key {key!r} is not a redis:// URL")
-        return self.fleet_for_url(url)
+        return self.fleet_for_url(url, source.mode)
 
     async def close(self) -> None:
         try:

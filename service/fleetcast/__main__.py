@@ -15,8 +15,9 @@ from fleetcast.auth.authenticator import AuthSettings
 from fleetcast.client import cli as client_cli
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import MAX_MESSAGE_BYTES
+from fleetcast.contract.redis_url import seed_nodes
 from fleetcast.drain.controller import DrainSettings
-from fleetcast.settings import AdminSettings, Settings, add_options, env, env_name, settings_from
+from fleetcast.settings import AdminSettings, BrokerSettings, Settings, add_options, env, env_name, settings_from
 
 _WS_FRAME_OVERHEAD = 64 * 1024
 
@@ -67,6 +68,16 @@ def check_auth(auth: AuthSettings) -> None:
     if auth.jwt_public_key_file:
         read_public_key(auth.jwt_public_key_file)
     read_publish_keys(auth.publish_keys_dir, auth.publish_key)
+
+
+def check_redis(broker: BrokerSettings) -> None:
+    """Refuse a cluster mode without a Redis URL, or a seed list that is not one (the message names what is wrong;
+    the URL itself may hold a password and is not repeated)."""
+    if broker.redis_mode != "cluster":
+        return
+    if broker.redis_url is None:
+        raise ValueError("--redis-mode cluster needs --redis-url with the cluster's seed nodes")
+    seed_nodes(broker.redis_url)
 
 
 def check_tracing() -> None:
@@ -198,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"--admin-port {settings.admin.port} is the public port: the admin port needs its own")
         try:
             Keys(settings.server.namespace, settings.server.gateway)  # both name Redis keys: refuse odd names
+            check_redis(settings.broker)
             check_auth(settings.auth)
             check_tracing()
             token, generated = admin_token_for(settings.admin)  # last: nothing may fail after it makes a file

@@ -21,6 +21,7 @@ from typing import Any
 
 from fleetcast.broker.redis_fleet import RedisFleet
 from fleetcast.contract.policy import SLOW_CONSUMER_POLICIES, TRANSPORTS, ChannelPolicy, format_duration, parse_duration
+from fleetcast.contract.redis_url import MODES
 from fleetcast.core import channels
 from fleetcast.errors import BrokerUnavailable
 
@@ -36,6 +37,13 @@ def add_channel_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
             default=os.environ.get("FLEETCAST_REDIS_URL"),
             required=os.environ.get("FLEETCAST_REDIS_URL") is None,
             help="the fleet's Redis (env FLEETCAST_REDIS_URL)",
+        )
+        parser.add_argument(
+            "--redis-mode",
+            choices=MODES,
+            default=(os.environ.get("FLEETCAST_REDIS_MODE") or "standalone").strip().lower(),
+            help="'standalone' Redis or 'cluster' (the URL then lists seed nodes) (env FLEETCAST_REDIS_MODE) "
+            "(%(default)s)",
         )
         parser.add_argument(
             "--namespace",
@@ -91,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    fleet = RedisFleet(args.redis_url, gateway=args.gateway, pod="fleetcast-cli", namespace=args.namespace)
+    fleet = RedisFleet(
+        args.redis_url, gateway=args.gateway, pod="fleetcast-cli", namespace=args.namespace, mode=args.redis_mode
+    )
     try:
         if args.channel_command == "set":
             family = _family(args.family)

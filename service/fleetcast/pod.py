@@ -60,11 +60,16 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     broker = RedisStreamsBroker(
         url,
         keys=keys,
+        mode=section.redis_mode,
+        wait_replicas=section.redis_wait_replicas,
         timeout=section.redis_timeout,
         max_connections=section.redis_max_connections,
         read_count=section.redis_read_count,
     )
-    return broker, RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace, timeout=section.redis_timeout)
+    fleet = RedisFleet(
+        url, gateway=gateway, pod=pod, namespace=namespace, mode=section.redis_mode, timeout=section.redis_timeout
+    )
+    return broker, fleet
 
 
 class Pod:
@@ -207,6 +212,7 @@ class Pod:
             broker_ready=self.broker.ready,
             broker_errors={"publish": self.publisher.broker_errors},
             broker_channels=self.broker.channels_held,
+            broker_shards=self.broker.shards,
             multiplexed=self.multiplexed,
             shed_remaining=self.shed.remaining,
             shed_closed=self.shed.closed,

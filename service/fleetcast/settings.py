@@ -17,7 +17,7 @@ import socket
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fleetcast.auth.authenticator import AuthSettings
 from fleetcast.drain.controller import DrainSettings
@@ -55,7 +55,13 @@ class AdminSettings:
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     redis_url: str | None = None
-    """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet)."""
+    """Redis to share events through; None runs the embedded in-memory broker (one process is the fleet). In
+    cluster mode it lists seed nodes: ``redis://[user:password@]host1:port1,host2:port2``."""
+    redis_mode: Literal["standalone", "cluster"] = "standalone"
+    """``standalone`` (one Redis server) or ``cluster`` (a Redis Cluster: sharded pub/sub, one reader per master)."""
+    redis_wait_replicas: int = 0
+    """Acknowledge a publish only after this many replicas hold it (``WAIT`` after the publish script); 0: as soon
+    as the master has it. Costs a replication round trip per publish (``docs/benchmarks.md``)."""
     history_max_events: int = 1000
     """Retention of channels whose family no Channel resource declares."""
     idle_channel_ttl: float | None = 3600.0
@@ -122,6 +128,22 @@ def _seconds_or_never(raw: str) -> float | None:
     return value if value > 0 else None
 
 
+def _redis_mode(raw: str) -> str:
+    """``standalone`` or ``cluster``."""
+    value = raw.strip().lower()
+    if value not in ("standalone", "cluster"):
+        raise ValueError(raw)
+    return value
+
+
+def _replicas(raw: str) -> int:
+    """A number of replicas, 0 or more."""
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in raw.split(",") if o.strip())
 
@@ -129,6 +151,8 @@ def _origins(raw: str) -> tuple[str, ...]:
 _port.__name__ = "port"
 _seconds_or_never.__name__ = "seconds"
 _origins.__name__ = "comma-separated list"
+_redis_mode.__name__ = "redis_mode"
+_replicas.__name__ = "replicas"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +183,20 @@ OPTIONS: tuple[Option, ...] = (
         "token_file",
         "file with the admin token (unset: generated into the temp directory)",
     ),
-    Option("redis-url", "broker", "redis_url", "Redis to share events through (unset: the embedded broker)"),
+    Option(
+        "redis-url",
+        "broker",
+        "redis_url",
+        "Redis to share events through (unset: the embedded broker); cluster: seed list",
+    ),
+    Option("redis-mode", "broker", "redis_mode", "'standalone' Redis or 'cluster' (Redis Cluster, 7.0+)", _redis_mode),
+    Option(
+        "redis-wait-replicas",
+        "broker",
+        "redis_wait_replicas",
+        "replicas that must hold a publish before 201",
+        _replicas,
+    ),
     Option("history-max-events", "broker", "history_max_events", "retention of channels no Channel resource declares"),
     Option(
         "idle-channel-ttl",

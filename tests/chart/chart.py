@@ -24,6 +24,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "existing-secret": {
         "redis": {"enabled": False, "existingSecret": "fleetcast-redis", "existingSecretUrlKey": "url"},
     },
+    "external-cluster": {
+        "redis": {
+            "enabled": False,
+            "existingSecret": "redis-cluster",
+            "existingSecretUrlKey": "seeds",
+            "external": {"mode": "cluster", "waitReplicas": 1},
+        },
+    },
     "no-crds": {"crds": {"enabled": False}, "tests": {"enabled": False}},
     "auth": {
         "gateway": {

@@ -238,6 +238,29 @@ def test_helm_test_targets_the_gateway_service() -> None:
     assert env["FLEETCAST_URL"] == "http://fleetcast-gateway.realtime.svc:80"
 
 
+def test_external_cluster_reaches_the_gateway_as_a_secret_and_a_mode() -> None:
+    """An external Redis Cluster: the seed list (with its password) comes from the Secret, the mode and the WAIT
+    count go into the Gateway's spec.redis, which the operator accepts; no Redis is rendered."""
+    values = VALUE_SETS["external-cluster"]
+    (gateway,) = gateway_manifests(values)
+    assert gateway["spec"]["redis"] == {
+        "secretRef": {"name": "redis-cluster", "key": "seeds"},
+        "mode": "cluster",
+        "waitReplicas": 1,
+    }
+    spec = parse_gateway_spec(gateway["spec"])
+    assert (spec.redis.mode, spec.redis.wait_replicas) == ("cluster", 1)
+    assert "StatefulSet" not in {doc["kind"] for _, doc in objects(values)}
+
+
+def test_cluster_mode_with_the_in_release_redis_fails_the_render() -> None:
+    """The in-release Redis is one server: asking for cluster mode with it fails, saying what to set."""
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError, match=r"redis\.enabled=false"):
+        render({"redis": {"external": {"mode": "cluster"}}})
+
+
 def test_missing_redis_fails_the_render() -> None:
     """Turning off the in-release Redis without naming another one fails with a message saying what to set."""
     import helm_python as helm

@@ -3,7 +3,8 @@
 Subscribers are the :class:`Collector` delivery callback: it records each batch as the hub would receive it.
 The Redis broker runs with each live path (``redis`` is the default, notify; ``redis-xread`` the alternative)
 and gets a real redis-server, shared by the module for the plain tests (each test uses channels
-of its own) and a fresh one for the tests that stop or restart it.
+of its own) and a fresh one for the tests that stop or restart it. ``redis-cluster`` runs it in cluster mode on
+a real 3-master, 3-replica Redis Cluster shared by the test session (no test of this suite stops a node).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from fleetcast.broker.base import Broker, Event
 from fleetcast.broker.memory import MemoryBroker
 from fleetcast.broker.redis_streams import RedisStreamsBroker
+from tests.support.cluster import RedisCluster
 from tests.support.processes import RedisServer, redis_server
 
 _names = itertools.count()
@@ -60,7 +62,7 @@ def channel() -> str:
     return f"test:c{next(_names)}"
 
 
-@pytest.fixture(params=["memory", "redis", "redis-xread"])
+@pytest.fixture(params=["memory", "redis", "redis-xread", "redis-cluster"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -76,6 +78,9 @@ async def broker(kind: str, request: pytest.FixtureRequest, collector: Collector
     instance: Broker
     if kind == "memory":
         instance = MemoryBroker()
+    elif kind == "redis-cluster":
+        cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+        instance = RedisStreamsBroker(cluster.url, timeout=1.0, mode="cluster")
     else:
         server: RedisServer = request.getfixturevalue("shared_redis")
         instance = RedisStreamsBroker(server.url, timeout=1.0, live="xread" if kind == "redis-xread" else "notify")

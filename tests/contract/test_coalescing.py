@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from fleetcast.broker.base import Event, History, Retention
+from fleetcast.broker.base import Event, History, Retention, StreamInfo
 from fleetcast.broker.coalescing import CoalescingBroker
 from fleetcast.broker.memory import MemoryBroker
 from fleetcast.errors import Unavailable
@@ -92,4 +92,61 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_read() -> None:
     with pytest.raises(asyncio.CancelledError):
         await first
     assert len((await second).events) == 1
+    await broker.close()
+
+
+class SlowInfoBroker(MemoryBroker):
+    """A memory broker whose info calls take a while, like a round trip to Redis."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def info(self, channel: str) -> StreamInfo:
+        info = await super().info(channel)
+        await asyncio.sleep(self.delay)
+        return info
+
+
+async def test_a_burst_of_subscribes_without_since_asks_for_the_latest_id_at_most_twice() -> None:
+    """A thousand concurrent info calls for one channel cost at most two inner calls; a lone call runs inline."""
+    broker = CoalescingBroker(SlowInfoBroker(delay=0.05))
+    await broker.start(ignore)
+    last = await broker.publish("chat", b"1", "m", retention=KEEP)
+    results = await asyncio.gather(*(broker.info("chat") for _ in range(1000)))
+    assert {r.latest for r in results} == {last}
+    assert broker.inner_infos <= 2
+    before = broker.inner_infos
+    assert (await broker.info("chat")).latest == last
+    assert broker.inner_infos == before + 1
+    assert broker._infos == {}  # nothing is kept once the callers have their answers
+    await broker.close()
+
+
+async def test_an_info_caller_never_gets_a_latest_id_older_than_its_call() -> None:
+    """An info requested after a publish names that event, even while an info started before is in flight."""
+    broker = CoalescingBroker(SlowInfoBroker(delay=0.1))
+    await broker.start(ignore)
+    early = asyncio.create_task(broker.info("chat"))
+    await asyncio.sleep(0.02)
+    event_id = await broker.publish("chat", b"1", "m", retention=KEEP)
+    late = await broker.info("chat")
+    assert late.latest == event_id
+    assert (await early).latest is None
+    await broker.close()
+
+
+async def test_a_failed_or_cancelled_first_info_still_serves_the_callers_behind_it() -> None:
+    """The first caller's read is its own: if it is cancelled, those who waited behind it get a read of their own."""
+    broker = CoalescingBroker(SlowInfoBroker(delay=0.1))
+    await broker.start(ignore)
+    last = await broker.publish("chat", b"1", "m", retention=KEEP)
+    first = asyncio.create_task(broker.info("chat"))
+    await asyncio.sleep(0.02)
+    behind = asyncio.create_task(broker.info("chat"))
+    await asyncio.sleep(0.02)
+    first.cancel()
+    assert (await behind).latest == last
+    with pytest.raises(asyncio.CancelledError):
+        await first
     await broker.close()

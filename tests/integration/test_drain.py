@@ -113,8 +113,8 @@ async def run_drain(pod_a: GatewayProcess, pod_b: GatewayProcess, trigger: str) 
     assert isinstance(pacing, dict), status
     # 500 closes at 200/s: the distribution, not the wall clock. The last status read before the pod exited may
     # predate its last closes (a busy machine delays the poll), so the bound uses the closes that status counted:
-    # n closes cannot have come faster than the rate allows ((n - 1) / 200 s, less the 50 ms bucket), no
-    # one-second window holds more than the rate plus the bucket, and all came well before the 30 s deadline.
+    # n closes cannot have come faster than the rate allows ((n - 1) / 200 s, less a tick), no one-second
+    # window holds more than the rate plus the pacer's 5 %, and all came well before the 30 s deadline.
     closed = status["closed"]
     assert pacing["span_seconds"] >= (closed - 1) / RATE - 0.5, pacing
     assert pacing["max_per_second"] <= RATE * 1.1, pacing

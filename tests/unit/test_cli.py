@@ -8,6 +8,7 @@ import pytest
 
 from fleetcast import __version__
 from fleetcast.__main__ import _add_serve, main, settings_from
+from fleetcast.contract.redis_url import seed_nodes
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -34,6 +35,49 @@ def test_malformed_environment_value_is_named(
     with pytest.raises(SystemExit):
         parse()
     assert "FLEETCAST_MAX_CONNECTIONS='lots' is not a valid int" in capsys.readouterr().err
+
+
+def test_redis_mode_and_wait_replicas(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--redis-mode takes standalone or cluster (default standalone), --redis-wait-replicas 0 or more; a bad value
+    is named."""
+    settings = settings_from(parse())
+    assert (settings.broker.redis_mode, settings.broker.redis_wait_replicas) == ("standalone", 0)
+    monkeypatch.setenv("FLEETCAST_REDIS_MODE", "Cluster")
+    settings = settings_from(parse("--redis-wait-replicas", "1"))
+    assert (settings.broker.redis_mode, settings.broker.redis_wait_replicas) == ("cluster", 1)
+    monkeypatch.setenv("FLEETCAST_REDIS_MODE", "sentinel")
+    with pytest.raises(SystemExit):
+        parse()
+    assert "FLEETCAST_REDIS_MODE='sentinel' is not a valid redis_mode" in capsys.readouterr().err
+    monkeypatch.delenv("FLEETCAST_REDIS_MODE")
+    with pytest.raises(SystemExit):
+        parse("--redis-wait-replicas", "-1")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--redis-mode", "cluster"], "needs --redis-url"),
+        (["--redis-mode", "cluster", "--redis-url", "redis://a:1,b"], "seed 'b' of the Redis URL is not host:port"),
+        (["--redis-mode", "cluster", "--redis-url", "redis://a:1/3"], "only database 0"),
+        (["--redis-mode", "cluster", "--redis-url", "http://a:1"], "starts with redis://"),
+    ],
+)
+def test_a_bad_cluster_url_stops_the_pod_with_a_reason(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """serve refuses a cluster mode without a usable seed list before it starts anything."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--admin-port", "0", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_seed_nodes_keep_credentials_and_options() -> None:
+    """The seed list splits into a one-node URL (credentials, TLS, options shared by all) and every host:port."""
+    first, seeds = seed_nodes("rediss://user:p%40ss@10.0.0.1:7000, r2.internal:7001,[fd00::3]:7002?ssl_cert_reqs=none")
+    assert first == "rediss://user:p%40ss@10.0.0.1:7000?ssl_cert_reqs=none"
+    assert seeds == [("10.0.0.1", 7000), ("r2.internal", 7001), ("fd00::3", 7002)]
+    assert seed_nodes("redis://[fd00::3]:7002")[0] == "redis://[fd00::3]:7002"
 
 
 def test_admin_port_takes_off_and_refuses_a_bad_value(

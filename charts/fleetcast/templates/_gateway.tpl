@@ -12,6 +12,12 @@ PodDisruptionBudget; its spec follows manifests/crds/gateways.fleetcast.dev.yaml
 {{- else }}
 {{- $_ := set $redis "url" (include "fleetcast.redis.url" .) }}
 {{- end }}
+{{- if eq (.Values.redis.external.mode | default "standalone") "cluster" }}
+{{- $_ := set $redis "mode" "cluster" }}
+{{- end }}
+{{- if .Values.redis.external.waitReplicas }}
+{{- $_ := set $redis "waitReplicas" (.Values.redis.external.waitReplicas | int) }}
+{{- end }}
 {{- $spec := dict
   "image" (include "fleetcast.image" (dict "image" $g.image "root" .))
   "imagePullPolicy" $g.image.pullPolicy

@@ -98,6 +98,9 @@ app.kubernetes.io/instance: {{ include "fleetcast.gateway.name" . }}
 {{- if and (include "fleetcast.redis.auth.enabled" .) .Values.redis.existingSecret }}
 {{- fail "with redis.auth the Gateway's Redis URL comes from the auth Secret: unset redis.existingSecret, or set redis.auth.existingSecret" }}
 {{- end }}
+{{- if and .Values.redis.enabled (eq (.Values.redis.external.mode | default "standalone") "cluster") }}
+{{- fail "redis.external.mode=cluster needs an external Redis Cluster: set redis.enabled=false and give the seed list in redis.existingSecret (or redis.external.url)" }}
+{{- end }}
 {{- if and .Values.redis.existingSecretPasswordKey (not .Values.redis.enabled) }}
 {{- fail "redis.existingSecretPasswordKey sets the password of the in-release Redis; it needs redis.enabled=true" }}
 {{- end }}

@@ -82,6 +82,8 @@ def environment(gateway: str, spec: GatewaySpec) -> list[dict[str, Any]]:
         {"name": "FLEETCAST_PORT", "value": str(CONTAINER_PORT)},
         {"name": "FLEETCAST_ADMIN_PORT", "value": str(ADMIN_PORT)},
         redis,
+        {"name": "FLEETCAST_REDIS_MODE", "value": spec.redis.mode},
+        {"name": "FLEETCAST_REDIS_WAIT_REPLICAS", "value": str(spec.redis.wait_replicas)},
         {"name": "FLEETCAST_DRAIN_RATE", "value": repr(spec.drain.connections_per_second)},
         {"name": "FLEETCAST_DRAIN_TIMEOUT", "value": str(spec.drain.timeout_seconds)},
         {"name": "FLEETCAST_DRAIN_RECONNECT_DELAY_MS", "value": str(spec.drain.reconnect_delay_ms)},

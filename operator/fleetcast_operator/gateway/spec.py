@@ -8,10 +8,12 @@ name the field, because they end up in the Gateway's status for a human to read.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetcast.contract.redis_url import MODES, Mode, seed_nodes
 from fleetcast_operator.errors import InvalidSpec
 
 
@@ -60,6 +62,10 @@ class RedisSource:
     secret_key: str = "url"
     operator_key: str | None = None
     """Key of the same Secret with the operator's own Redis URL (its ACL user); None: the operator uses the pods'."""
+    mode: Mode = "standalone"
+    """``standalone`` or ``cluster`` (a Redis Cluster: the URL lists seed nodes)."""
+    wait_replicas: int = 0
+    """Replicas that must hold a publish before the pods acknowledge it (``WAIT``); 0: the master alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +148,21 @@ def parse_gateway_spec(spec: Mapping[str, Any]) -> GatewaySpec:
         raise InvalidSpec("spec.redis.url must start with redis:// or rediss://")
     if secret is not None and (not isinstance(secret, Mapping) or not secret.get("name")):
         raise InvalidSpec("spec.redis.secretRef needs a name")
+    mode = redis.get("mode", "standalone")
+    if mode not in MODES:
+        raise InvalidSpec(f"spec.redis.mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if url is not None and mode == "cluster":
+        try:
+            seed_nodes(url)
+        except ValueError as exc:
+            raise InvalidSpec(f"spec.redis.url: {exc}") from None
+    wait = _int(redis, "waitReplicas", 0, "redis.", low=0, high=5)
     if url is not None:
         source = RedisSource(url=url)
     else:
         assert isinstance(secret, Mapping)
         source = redis_source_of(secret)
+    source = dataclasses.replace(source, mode=mode, wait_replicas=wait)
 
     pull = spec.get("imagePullPolicy", "IfNotPresent")
     if pull not in ("Always", "IfNotPresent", "Never"):

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from fleetcast.api.errors import error_response
+from fleetcast.core.channels import validate
 from fleetcast.pod import Pod
 
 router = APIRouter()
@@ -27,10 +28,14 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> Response:
-    """Whether this pod should get new clients: 503 while the broker is unreachable (or the pod drains)."""
+async def readyz(request: Request, channel: str | None = None) -> Response:
+    """Whether this pod should get new clients: 503 while the broker is unreachable (or the pod drains).
+
+    On a Redis Cluster the pod stays ready while any shard is reachable (every pod sees the same shards, so turning
+    them all away would only stop the healthy channels too); ``shards`` lists each master's state, and
+    ``?channel=<name>`` answers for one channel: 503 while its shard is down."""
     pod: Pod = request.app.state.pod
-    status = {
+    status: dict[str, object] = {
         "ready": pod.ready,
         "broker": pod.broker.ready,
         "draining": pod.drain.draining,
@@ -38,7 +43,19 @@ async def readyz(request: Request) -> Response:
         "buffered_bytes": pod.buffered_bytes(),
         "pod": pod.settings.server.pod_name,
     }
-    return JSONResponse(status, status_code=200 if pod.ready else 503)
+    shards = pod.broker.shards
+    if shards is not None:
+        status["shards"] = {name: "up" if up else "down" for name, up in shards.items()}
+    ready = pod.ready
+    if channel is not None:
+        try:
+            validate(channel)
+        except ValueError as exc:
+            return error_response(400, "bad_channel", str(exc))
+        status["channel"] = channel
+        status["channel_ready"] = pod.broker.ready_for(channel)
+        ready = ready and pod.broker.ready_for(channel)
+    return JSONResponse(status, status_code=200 if ready else 503)
 
 
 @router.get("/", include_in_schema=False)

@@ -1,9 +1,11 @@
 """JWT verification: one token in, a :class:`~fleetcast.auth.principal.Principal` or a clear refusal out.
 
-PyJWT does the cryptography and the registered claims (``exp``, ``nbf``, ``aud``, ``iss``, with a small leeway);
-this module decides *which key may verify which algorithm*, because that is where JWT libraries are misused:
+PyJWT does the cryptography; the registered claims (``exp``, ``nbf``, ``aud``, ``iss``, with a small leeway) are
+checked by PyJWT for asymmetric tokens and, with PyJWT's rules, by :mod:`fleetcast.auth.compact` for HMAC ones
+(the connection set-up path: a quarter of the cost). This module decides *which key may verify which algorithm*,
+because that is where JWT libraries are misused:
 
-- ``alg: none`` and any algorithm the configured keys cannot verify are refused before PyJWT runs;
+- ``alg: none`` and any algorithm the configured keys cannot verify are refused before any signature check;
 - HMAC algorithms (HS256/384/512) are verified only with the configured shared secret, never with a public
   key's bytes, so a token signed with the public key as an HMAC secret (algorithm confusion) fails;
 - an asymmetric algorithm is verified only with a key of its own type: RSA for RS*/PS*, the matching curve for
@@ -18,8 +20,6 @@ expire or the keys change. Where the keys come from, and when they are reloaded,
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import HMACAlgorithm
 
+from fleetcast.auth.compact import split, verify_hmac
 from fleetcast.auth.principal import BadClaims, Principal, principal_from_claims
 from fleetcast.errors import Unauthorized
 
@@ -177,21 +177,27 @@ class TokenVerifier:
             raise InvalidToken("this gateway accepts no tokens: no signing key is configured")
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken(f"token is longer than {MAX_TOKEN_BYTES} bytes")
-        header = _unverified_header(token)
-        alg, kid = header.get("alg"), header.get("kid")
-        if not isinstance(alg, str) or (kid is not None and not isinstance(kid, str)):
+        try:
+            compact = split(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("token is not a well-formed JWT") from None
+        alg, kid = compact.header.get("alg"), compact.header.get("kid")
+        if not isinstance(alg, str):
             raise InvalidToken("token header is malformed")
         key = keys.key_for(alg, kid)
         try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"verify_aud": self.audience is not None},
-            )
+            if alg in HMAC_ALGORITHMS:
+                claims = verify_hmac(compact, alg, key, audience=self.audience, issuer=self.issuer, leeway=self.leeway)
+            else:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[alg],
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=self.leeway,
+                    options={"verify_aud": self.audience is not None},
+                )
         except jwt.ExpiredSignatureError:
             raise TokenExpired("token expired") from None
         except jwt.ImmatureSignatureError:
@@ -210,19 +216,3 @@ class TokenVerifier:
             return principal_from_claims(claims)
         except BadClaims as exc:
             raise InvalidToken(f"token rejected: {exc}") from None
-
-
-def _unverified_header(token: str) -> dict[str, Any]:
-    """The JOSE header, read only to choose the key. Lenient on purpose and cheap (PyJWT's own reader checks the
-    alphabet character by character, which is half of a verification's cost): PyJWT then parses the whole
-    token strictly and refuses it unless its header names exactly the algorithm chosen here."""
-    head, dot, _ = token.partition(".")
-    try:
-        if not dot:
-            raise ValueError(head)
-        header = orjson.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, binascii.Error):
-        raise InvalidToken("token is not a well-formed JWT") from None
-    if not isinstance(header, dict):
-        raise InvalidToken("token header is malformed")
-    return header

@@ -43,7 +43,9 @@ Lost history on the live path
 Faults
     While the backing store is unreachable, ``publish``, ``read``, ``info`` and ``watch`` raise
     :class:`fleetcast.errors.BrokerUnavailable` quickly (they never hang) and :attr:`Broker.ready` is False; a
-    ``watch`` that raised watches nothing. Live delivery resumes by itself after the store comes back, from the
+    ``watch`` that raised watches nothing. A store made of shards (Redis Cluster) may be down in part: then only
+    the channels of the missing shard raise, :meth:`Broker.ready_for` is False for them alone, and ``ready``
+    stays True while any shard is reachable. Live delivery resumes by itself after the store comes back, from the
     last delivered id of each channel, without duplicates; history the store lost meanwhile is reported through
     ``lost`` (see above) before the events that follow it.
 """
@@ -114,6 +116,16 @@ class Broker(Protocol):
     @property
     def ready(self) -> bool:
         """True while the backing store is reachable."""
+        ...
+
+    def ready_for(self, channel: str) -> bool:
+        """True while the store holding ``channel`` is reachable. Equal to :attr:`ready` where one store holds
+        every channel; on a Redis Cluster only the channels of a shard that is down answer False."""
+        ...
+
+    @property
+    def shards(self) -> dict[str, bool] | None:
+        """Each shard of the store (``host:port``) and whether it is reachable; None where there is one store."""
         ...
 
     @property

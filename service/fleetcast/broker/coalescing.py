@@ -2,8 +2,9 @@
 
 When a pod restarts or drains, a thousand clients reconnect to the same pods within a second, most of them
 resuming one channel from the same id. Without help each one reads the same events from Redis on its own
-pooled connection, and the pool (bounded on purpose) makes the rest time out. :class:`CoalescingBroker` wraps
-any :class:`fleetcast.broker.base.Broker` and changes only :meth:`read`:
+pooled connection, and the pool (bounded on purpose) makes the rest time out. The same burst without ``since``
+asks for each channel's newest id once per client. :class:`CoalescingBroker` wraps any
+:class:`fleetcast.broker.base.Broker` and changes only :meth:`read` and :meth:`info`:
 
 * Reads with the same ``(channel, since, limit)`` share one read of the inner broker ("single flight").
   A caller never joins a read that started before it called: the resume rule (watch, then read) needs the
@@ -12,6 +13,9 @@ any :class:`fleetcast.broker.base.Broker` and changes only :meth:`read`:
   at most two reads per distinct position, however many clients it holds.
 * At most ``max_concurrent_reads`` inner reads run at once; the others wait up to ``wait_timeout`` seconds
   and then get :class:`fleetcast.errors.Unavailable` (retry later), never an unbounded queue.
+* :meth:`info` calls for one channel coalesce by the same rule (a subscriber's ``latest`` must not predate its
+  watch, or an event published in between would be neither replayed nor live). The first caller reads inline,
+  with no task, so a lone subscribe costs what it did; callers arriving meanwhile share one follow-up read.
 
 It is not a cache: a result is handed only to callers that were waiting for it, then forgotten.
 Every other method passes straight through.
@@ -20,11 +24,13 @@ Every other method passes straight through.
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 from fleetcast.broker.base import Broker, Delivery, History, Lost, Retention, StreamInfo
 from fleetcast.errors import Unavailable
 
 _Key = tuple[str, str, int]
+_T = TypeVar("_T")
 
 
 class _Flights:
@@ -37,6 +43,17 @@ class _Flights:
         self.next: asyncio.Future[History] | None = None
 
 
+class _InfoFlight:
+    """The :meth:`CoalescingBroker.info` read running for one channel (inline in its first caller's task, or
+    ``follow``, the task serving callers that arrived during the previous one), and the future of the next."""
+
+    __slots__ = ("follow", "next")
+
+    def __init__(self) -> None:
+        self.follow: asyncio.Task[StreamInfo] | None = None
+        self.next: asyncio.Future[StreamInfo] | None = None
+
+
 class CoalescingBroker:
     """A :class:`Broker` whose :meth:`read` coalesces identical concurrent reads and bounds concurrency."""
 
@@ -45,12 +62,22 @@ class CoalescingBroker:
         self._slots = asyncio.Semaphore(max_concurrent_reads)
         self._wait_timeout = wait_timeout
         self._flights: dict[_Key, _Flights] = {}
+        self._infos: dict[str, _InfoFlight] = {}
         self.inner_reads = 0
         """How many reads reached the inner broker (for metrics and tests)."""
+        self.inner_infos = 0
+        """How many :meth:`info` calls reached the inner broker."""
 
     @property
     def ready(self) -> bool:
         return self._inner.ready
+
+    def ready_for(self, channel: str) -> bool:
+        return self._inner.ready_for(channel)
+
+    @property
+    def shards(self) -> dict[str, bool] | None:
+        return self._inner.shards
 
     @property
     def channels_held(self) -> int | None:
@@ -60,6 +87,12 @@ class CoalescingBroker:
         await self._inner.start(deliver, lost)
 
     async def close(self) -> None:
+        for flight in list(self._infos.values()):
+            if flight.follow is not None:
+                flight.follow.cancel()
+            if flight.next is not None and not flight.next.done():
+                flight.next.cancel()
+        self._infos.clear()
         for flights in list(self._flights.values()):
             if flights.running is not None:
                 flights.running.cancel()
@@ -128,7 +161,35 @@ class CoalescingBroker:
             self._slots.release()
 
     async def info(self, channel: str) -> StreamInfo:
-        return await self._inner.info(channel)
+        flight = self._infos.get(channel)
+        if flight is not None:
+            # A read is running that may predate this caller's watch: wait for the one that follows it.
+            if flight.next is None:
+                flight.next = asyncio.get_running_loop().create_future()
+                flight.next.add_done_callback(_retrieved)
+            return await asyncio.shield(flight.next)
+        flight = self._infos[channel] = _InfoFlight()
+        try:
+            self.inner_infos += 1
+            return await self._inner.info(channel)
+        finally:
+            self._info_landed(channel, flight)
+
+    def _info_landed(self, channel: str, flight: _InfoFlight) -> None:
+        waiting = flight.next
+        if waiting is None:
+            if self._infos.get(channel) is flight:
+                del self._infos[channel]
+            return
+        follow = self._infos[channel] = _InfoFlight()
+        self.inner_infos += 1
+        follow.follow = asyncio.create_task(self._inner.info(channel), name=f"fleetcast-info-{channel}")
+
+        def landed(done: asyncio.Task[StreamInfo]) -> None:
+            _settle(waiting, done)
+            self._info_landed(channel, follow)
+
+        follow.follow.add_done_callback(landed)
 
     async def watch(self, channel: str) -> None:
         await self._inner.watch(channel)
@@ -137,7 +198,7 @@ class CoalescingBroker:
         await self._inner.unwatch(channel)
 
 
-def _settle(future: asyncio.Future[History], task: asyncio.Task[History]) -> None:
+def _settle(future: asyncio.Future[_T], task: asyncio.Task[_T]) -> None:
     if future.done():
         return
     if task.cancelled():
@@ -148,6 +209,6 @@ def _settle(future: asyncio.Future[History], task: asyncio.Task[History]) -> Non
         future.set_result(task.result())
 
 
-def _retrieved(future: asyncio.Future[History]) -> None:
+def _retrieved(future: asyncio.Future[_T]) -> None:
     if not future.cancelled():
         future.exception()

@@ -86,6 +86,13 @@ class MemoryBroker:
     def ready(self) -> bool:
         return True
 
+    def ready_for(self, channel: str) -> bool:
+        return True
+
+    @property
+    def shards(self) -> None:
+        return None
+
     @property
     def channels_held(self) -> int:
         return len(self._streams)

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool, Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -31,10 +32,20 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # includes BusyLoadingError (a restart still loading its AOF)
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,  # a replica during failover
+    # Redis Cluster: a shard without a master (CLUSTERDOWN, MASTERDOWN), a slot in migration (TRYAGAIN), redirects
+    # past redis-py's limit, no seed reachable or a slot nobody serves (RedisClusterException).
+    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+    redis.exceptions.RedisClusterException,
     OSError,
     TimeoutError,
 )
 """Errors that mean "Redis is not reachable right now", as opposed to a bug in a command."""
+
+Client = redis.asyncio.Redis | RedisCluster
+"""A client for ordinary commands: one server's, or the cluster's (which routes each command by its key)."""
 
 REFUSED: tuple[type[BaseException], ...] = (redis.exceptions.NoPermissionError, redis.exceptions.ReadOnlyError)
 """Errors that mean "Redis answers but will not let this user do that": an ACL user without the command, key or
@@ -79,9 +90,9 @@ def dedicated_connection(pool: BlockingConnectionPool) -> Connection:
     return conn
 
 
-async def execute(client: redis.asyncio.Redis, *args: str | bytes | int | float) -> Any:
+async def execute(client: Client, *args: str | bytes | int | float) -> Any:
     """``client.execute_command`` with a type: the one place that calls redis-py's untyped entry point."""
-    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    return await client.execute_command(*args)
 
 
 @contextmanager
@@ -90,6 +101,8 @@ def unavailable(what: str) -> Iterator[None]:
     try:
         yield
     except redis.exceptions.ResponseError as exc:  # before TRANSIENT, which holds ReadOnlyError
+        if isinstance(exc, TRANSIENT) and not refused(exc):
+            raise BrokerUnavailable(f"{what}: Redis is unavailable ({type(exc).__name__}: {exc})") from exc
         if not refused(exc):
             raise
         raise BrokerUnavailable(f"{what}: {refusal_message(exc)}") from exc
@@ -97,7 +110,7 @@ def unavailable(what: str) -> Iterator[None]:
         raise BrokerUnavailable(f"{what}: Redis is unavailable ({type(exc).__name__}: {exc})") from exc
 
 
-async def check_write_access(client: redis.asyncio.Redis, probe_key: str) -> None:
+async def check_write_access(client: Client, probe_key: str) -> None:
     """Raise :class:`BrokerUnavailable` unless this user may write the Gateway's keys on a writable Redis.
 
     ``PEXPIRE`` of a key nobody stores is a write command that changes nothing: an ACL user without write
@@ -130,7 +143,7 @@ class Script:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
 
-    async def run(self, client: redis.asyncio.Redis, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
+    async def run(self, client: Client, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
         try:
             return await execute(client, "EVALSHA", self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:

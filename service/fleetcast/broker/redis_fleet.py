@@ -10,6 +10,11 @@ Two listeners run per pod, each on its own connection, each reconnecting with ca
 after a reconnect from the last command it saw, so a command sent during a blip still arrives; one
 ``SUBSCRIBE`` to policy announcements, which after every re-subscription reports ``None`` ("reload all"),
 since announcements made while it was away are gone.
+
+On a Redis Cluster (``mode="cluster"``) each of these keys lives in the slot its name hashes to (no two are ever
+touched by one command, so they need no common hash tag); the listeners connect to the node serving their key and,
+after losing it, re-read the topology before reconnecting, so they follow a failover. Policy announcements stay
+classic ``PUBLISH``: a cluster forwards those to every node, and they are rare.
 """
 
 from __future__ import annotations
@@ -18,25 +23,19 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio.connection import Connection
 
 from fleetcast.broker.fleet import CommandHandler, PolicyChangeHandler
-from fleetcast.broker.redis_common import (
-    TRANSIENT,
-    Backoff,
-    dedicated_connection,
-    execute,
-    make_client,
-    make_pool,
-    stop_task,
-    text,
-    unavailable,
-)
+from fleetcast.broker.redis_common import TRANSIENT, Backoff, execute, stop_task, text, unavailable
+from fleetcast.broker.redis_connect import Mode, connect
 from fleetcast.contract import commands
 from fleetcast.contract.heartbeat import Heartbeat
 from fleetcast.contract.keys import Keys
 from fleetcast.contract.policy import ChannelPolicy, delete_commands, store_commands
+from fleetcast.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +46,22 @@ class RedisFleet:
     """A :class:`fleetcast.broker.fleet.Fleet` on Redis, for pod ``pod`` of gateway ``gateway`` in Kubernetes
     namespace ``namespace``."""
 
-    def __init__(self, url: str, *, gateway: str, pod: str, namespace: str = "default", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        gateway: str,
+        pod: str,
+        namespace: str = "default",
+        timeout: float = 2.0,
+        mode: Mode = "standalone",
+    ) -> None:
         self.gateway = gateway
         self.keys = Keys(namespace, gateway)
         self._pod = pod
         self._timeout = timeout
-        self._pool = make_pool(url, timeout=timeout, max_connections=4)
-        self._client = make_client(self._pool)
+        self._target = connect(url, mode=mode, timeout=timeout, max_connections=4)
+        self._client = self._target.client
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._control_cursor: str | None = None
@@ -64,7 +72,8 @@ class RedisFleet:
 
     async def start(self, *, on_command: CommandHandler, on_policy_change: PolicyChangeHandler) -> None:
         # Commands are for the pods alive when they were sent: start after the stream's current end.
-        with contextlib.suppress(*TRANSIENT):
+        with contextlib.suppress(*TRANSIENT, BrokerUnavailable):
+            await self._target.refresh()
             self._control_cursor = await self._control_end()
         self._tasks = [
             asyncio.create_task(self._listen_commands(on_command), name="fleetcast-fleet-commands"),
@@ -76,8 +85,7 @@ class RedisFleet:
         for task in self._tasks:
             await stop_task(task, timeout=self._timeout + 2)
         self._tasks = []
-        await self._client.aclose()
-        await self._pool.disconnect()
+        await self._target.close()
 
     async def _control_end(self) -> str:
         last = await execute(self._client, "XREVRANGE", self.keys.control, "+", "-", "COUNT", 1)
@@ -86,9 +94,9 @@ class RedisFleet:
     async def _listen_commands(self, on_command: CommandHandler) -> None:
         backoff = Backoff()
         while not self._stopping:
-            conn = dedicated_connection(self._pool)
+            conn: Connection | None = None
             try:
-                await conn.connect()  # type: ignore[no-untyped-call]
+                conn = await self._connect(self.keys.control)
                 if self._control_cursor is None:  # Redis was down at start: "now" is when it came back
                     self._control_cursor = await self._control_end()
                 backoff.reset()
@@ -99,8 +107,25 @@ class RedisFleet:
             except Exception:
                 log.exception("control stream listener failed; reconnecting")
             finally:
-                await conn.disconnect(nowait=True)
+                await self._disconnect(conn)
             await asyncio.sleep(backoff.next())
+
+    async def _connect(self, key: str) -> Connection:
+        """A dedicated connection to the node serving ``key``; on a cluster, a failed attempt re-reads the
+        topology first, so the next one goes to whichever node serves the key by then."""
+        try:
+            conn = self._target.connection_for(key)
+            await conn.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._target.refresh()
+            raise
+        return conn
+
+    @staticmethod
+    async def _disconnect(conn: Connection | None) -> None:
+        if conn is not None:
+            await conn.disconnect(nowait=True)
 
     async def _read_commands(self, conn: Connection, on_command: CommandHandler) -> None:
         key = self.keys.control
@@ -130,9 +155,9 @@ class RedisFleet:
         backoff = Backoff()
         first = True
         while not self._stopping:
-            conn = dedicated_connection(self._pool)
+            conn: Connection | None = None
             try:
-                await conn.connect()  # type: ignore[no-untyped-call]
+                conn = await self._connect(self.keys.policies_changed)
                 await conn.send_command("SUBSCRIBE", self.keys.policies_changed)
                 idle = 0.0
                 while not self._stopping:
@@ -157,7 +182,7 @@ class RedisFleet:
             except Exception:
                 log.exception("policy subscription failed; reconnecting")
             finally:
-                await conn.disconnect(nowait=True)
+                await self._disconnect(conn)
             await asyncio.sleep(backoff.next())
 
     @staticmethod
@@ -167,17 +192,21 @@ class RedisFleet:
         except Exception:
             log.exception("policy change handler failed for %r", family)
 
+    async def _command(self, what: str, *args: str) -> Any:
+        """One command through the bounded pool (on a cluster: a bounded number in flight, waited for), with Redis
+        failures as BrokerUnavailable."""
+        async with self._target.slot():
+            with unavailable(what):
+                return await execute(self._client, *args)
+
     async def write_heartbeat(self, heartbeat: Heartbeat) -> None:
-        with unavailable("heartbeat"):
-            await execute(self._client, "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json())
+        await self._command("heartbeat", "HSET", self.keys.pods, heartbeat.pod, heartbeat.to_json())
 
     async def remove_heartbeat(self, pod: str) -> None:
-        with unavailable("heartbeat"):
-            await execute(self._client, "HDEL", self.keys.pods, pod)
+        await self._command("heartbeat", "HDEL", self.keys.pods, pod)
 
     async def heartbeats(self) -> dict[str, Heartbeat]:
-        with unavailable("heartbeats"):
-            raw = await execute(self._client, "HGETALL", self.keys.pods)
+        raw = await self._command("heartbeats", "HGETALL", self.keys.pods)
         records = {}
         for pod, record in raw.items():
             try:
@@ -187,8 +216,7 @@ class RedisFleet:
         return records
 
     async def policies(self) -> dict[str, ChannelPolicy]:
-        with unavailable("policies"):
-            raw = await execute(self._client, "HGETALL", self.keys.policies)
+        raw = await self._command("policies", "HGETALL", self.keys.policies)
         policies = {}
         for family, record in raw.items():
             try:
@@ -198,15 +226,24 @@ class RedisFleet:
         return policies
 
     async def set_policy(self, family: str, policy: ChannelPolicy) -> None:
-        with unavailable("set policy"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                for command in store_commands(self.keys, family, policy.to_json()):
-                    pipe.execute_command(*command)
-                await pipe.execute()
+        async with self._target.slot():
+            with unavailable("set policy"):
+                await self._run(store_commands(self.keys, family, policy.to_json()))
 
     async def delete_policy(self, family: str) -> None:
-        with unavailable("delete policy"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                for command in delete_commands(self.keys, family):
-                    pipe.execute_command(*command)
-                await pipe.execute()
+        async with self._target.slot():
+            with unavailable("delete policy"):
+                await self._run(delete_commands(self.keys, family))
+
+    async def _run(self, commands: Sequence[Sequence[str]]) -> None:
+        """A policy write and its announcement: one MULTI on one server; on a cluster one by one, in order
+        (redis-py refuses a MULTI naming a pub/sub channel of another slot), so a pod that hears the announcement
+        reads the new record."""
+        if self._target.cluster:
+            for command in commands:
+                await execute(self._client, *command)
+            return
+        async with self._client.pipeline(transaction=True) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            await pipe.execute()

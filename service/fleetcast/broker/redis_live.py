@@ -32,16 +32,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio
-from redis.asyncio.connection import BlockingConnectionPool, Connection
+from redis.asyncio.connection import Connection
 
 from fleetcast.broker import redis_scripts
 from fleetcast.broker.base import Delivery, Event, Lost
 from fleetcast.broker.redis_common import (
     TRANSIENT,
     Backoff,
+    Client,
     check_write_access,
-    dedicated_connection,
     execute,
     text,
     unavailable,
@@ -102,7 +101,7 @@ def parse_notification(payload: bytes) -> Event:
     return Event(id=event_id.decode(), type=rest[:n].decode(), data=rest[n:], traceparent=traceparent.decode() or None)
 
 
-async def last_id(client: redis.asyncio.Redis, key: str) -> EventId:
+async def last_id(client: Client, key: str) -> EventId:
     """The last generated id of the stream ``key`` (``0-0`` if it has none): a new watch starts after it."""
     with unavailable("watch"):
         meta = await redis_scripts.META.run(client, [key], [])
@@ -115,8 +114,8 @@ class LiveReader:
 
     def __init__(
         self,
-        pool: BlockingConnectionPool,
-        client: redis.asyncio.Redis,
+        new_connection: Callable[[], Connection],
+        client: Client,
         keys: Keys,
         deliver: Delivery,
         lost: Lost | None,
@@ -125,7 +124,8 @@ class LiveReader:
         timeout: float,
         set_ready: Callable[[bool], None],
     ) -> None:
-        self._pool = pool
+        self._new_connection = new_connection
+        """A new, unconnected connection to the node this reader reads from (not lent by any pool)."""
         self._client = client
         self.keys = keys
         self._deliver = deliver
@@ -198,11 +198,11 @@ class LiveReader:
         """Read until cancelled; after any connection failure wait (capped, jittered) and reconnect."""
         backoff = Backoff()
         while not self.stopping:
-            conn = dedicated_connection(self._pool)
+            conn: Connection | None = None
             try:
+                conn = self._new_connection()
                 await conn.connect()  # type: ignore[no-untyped-call]
-                # Ready means able to publish too: a user Redis refuses writes keeps the pod unready.
-                await check_write_access(self._client, self.keys.probe)
+                await self.probe()
                 await self.session(conn, backoff)
             except TRANSIENT as exc:
                 log.warning("live reader lost Redis (%s: %s); reconnecting", type(exc).__name__, exc)
@@ -213,8 +213,13 @@ class LiveReader:
             finally:
                 self._set_ready(False)
                 await self.teardown()
-                await conn.disconnect(nowait=True)
+                if conn is not None:
+                    await conn.disconnect(nowait=True)
             await asyncio.sleep(backoff.next())
+
+    async def probe(self) -> None:
+        """Before each session: ready means able to publish too, so a user Redis refuses writes stays unready."""
+        await check_write_access(self._client, self.keys.probe)
 
     async def session(self, conn: Connection, backoff: Backoff) -> None:
         raise NotImplementedError
@@ -295,7 +300,19 @@ class XreadReader(LiveReader):
 
 
 class NotifyReader(LiveReader):
-    """Strategy (b): SUBSCRIBE to notifications carrying whole events; the stream for catch-up."""
+    """Strategy (b): SUBSCRIBE to notifications carrying whole events; the stream for catch-up.
+
+    The class attributes name the pub/sub flavour: classic (``SUBSCRIBE``) here, sharded (``SSUBSCRIBE``) in
+    :class:`fleetcast.broker.redis_shards.ShardReader`.
+    """
+
+    SUBSCRIBE = "SUBSCRIBE"
+    UNSUBSCRIBE = "UNSUBSCRIBE"
+    MESSAGE = b"message"
+    CONFIRM = b"subscribe"
+    REVOKE = b"unsubscribe"
+    SUBSCRIBE_BATCH = 500
+    """Channels per subscribe command when a session subscribes everything again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -315,8 +332,11 @@ class NotifyReader(LiveReader):
         for cursor in cursors:
             cursor.feed.resync()
             waiting.append(self._expect_confirmation(self.keys.notify(cursor.channel).encode()))
-        for start in range(0, len(cursors), 500):
-            await conn.send_command("SUBSCRIBE", *(self.keys.notify(c.channel) for c in cursors[start : start + 500]))
+        batch = self.SUBSCRIBE_BATCH
+        for start in range(0, len(cursors), batch):
+            await conn.send_command(
+                self.SUBSCRIBE, *(self.keys.notify(c.channel) for c in cursors[start : start + batch])
+            )
         if not cursors:
             await conn.send_command("PING")
         self._catch_up = asyncio.create_task(self._resync(cursors, waiting, backoff))
@@ -358,7 +378,7 @@ class NotifyReader(LiveReader):
         if not isinstance(message, list):
             return  # PONG outside subscribed mode
         kind = message[0]
-        if kind == b"message":
+        if kind == self.MESSAGE:
             cursor = self._by_key.get(message[1])
             if cursor is None:
                 return
@@ -373,7 +393,7 @@ class NotifyReader(LiveReader):
             elif not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
-        elif kind == b"subscribe":
+        elif kind == self.CONFIRM:
             waiting = self._confirmations.get(message[1])
             if waiting:
                 future = waiting.popleft()
@@ -381,6 +401,12 @@ class NotifyReader(LiveReader):
                     del self._confirmations[message[1]]
                 if not future.done():
                     future.set_result(None)
+        elif kind == self.REVOKE and message[1] in self._by_key:
+            self.revoked(self._by_key[message[1]])
+
+    def revoked(self, cursor: Cursor) -> None:
+        """The server ended a subscription the reader still wants (a cluster slot moved away). Classic pub/sub
+        never does."""
 
     def _flush(self) -> None:
         """End of one event-loop turn: hand over everything one socket read brought, as one batch per channel."""
@@ -424,7 +450,7 @@ class NotifyReader(LiveReader):
         try:
             confirmed = self._expect_confirmation(key.encode())
             with unavailable("watch"):
-                await conn.send_command("SUBSCRIBE", key)
+                await conn.send_command(self.SUBSCRIBE, key)
                 async with asyncio.timeout(self._timeout):
                     await confirmed
             # Subscribed: every event appended from now on arrives as a notification. The stream's last id
@@ -447,4 +473,4 @@ class NotifyReader(LiveReader):
         self._pending.pop(cursor, None)
         if self._conn is not None:
             with contextlib.suppress(*TRANSIENT):
-                await self._conn.send_command("UNSUBSCRIBE", key)
+                await self._conn.send_command(self.UNSUBSCRIBE, key)

@@ -47,7 +47,7 @@ PUBLISH = Script(
     + """
 -- KEYS[1] stream, KEYS[2] idempotency record (optional)
 -- ARGV: data, type, traceparent (''), max events (''), max age ms (''), idempotency ttl ms, notify channel (''),
---       idle ttl ms ('': kept forever)
+--       idle ttl ms ('': kept forever), notify command (PUBLISH, or SPUBLISH on a cluster; absent: PUBLISH)
 if KEYS[2] then
   local first = redis.call('GET', KEYS[2])
   if first then return first end
@@ -91,14 +91,16 @@ if KEYS[2] then
   redis.call('SET', KEYS[2], id, 'PX', ARGV[6])
 end
 if ARGV[7] ~= '' then
-  redis.call('PUBLISH', ARGV[7], id .. '\\n' .. ARGV[3] .. '\\n' .. #ARGV[2] .. '\\n' .. ARGV[2] .. ARGV[1])
+  local notify = ARGV[9] == 'SPUBLISH' and 'SPUBLISH' or 'PUBLISH'
+  redis.call(notify, ARGV[7], id .. '\\n' .. ARGV[3] .. '\\n' .. #ARGV[2] .. '\\n' .. ARGV[2] .. ARGV[1])
 end
 return id
 """
 )
 """Append one event atomically: idempotency check, XADD, retention with exact trim bookkeeping, the stream's idle
 TTL (so abandoned channels leave; an expired stream reads as a gap for any ``since`` but ``0-0``), notification.
-Idempotency records keep their own expiry."""
+Idempotency records keep their own expiry. On a cluster the notification is a sharded ``SPUBLISH``: its channel
+carries the stream's hash tag, so it stays on the shard that runs the script instead of crossing the cluster bus."""
 
 READ = Script(
     _IDS

@@ -6,7 +6,8 @@ A drain is started by the ``preStop`` hook (``POST /internal/drain``), by SIGTER
 1. flip readiness to 503 at once, so Kubernetes takes the pod out of its Service's endpoints;
 2. wait the propagation delay, while endpoints update everywhere; sessions still arrive and are served;
 3. turn new sessions away (WebSocket: ``reconnect`` then close 1013; SSE: 200, ``fleetcast.reconnect``, end);
-4. close existing sessions paced at ``rate`` per second, each told to come back after a jittered ``after_ms``
+4. close existing sessions paced at ``rate`` per second (:class:`~fleetcast.drain.pacing.Pacer`: on schedule even
+   when fan-out keeps the loop busy), each told to come back after a jittered ``after_ms``
    (WebSocket: ``reconnect`` then close 1012; SSE: ``fleetcast.reconnect`` with ``retry:``): clients resume
    from their last id on another pod, so nothing is lost;
 5. at the deadline, close whatever is left at once; then, if asked, make the process exit.
@@ -21,15 +22,15 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from opentelemetry.trace import Tracer
 
 from fleetcast.core import disconnects
+from fleetcast.drain.pacing import Pacer, pacing
 from fleetcast.observability import tracing
-from fleetcast.session.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from fleetcast.session.session import Session
@@ -57,25 +58,6 @@ def jittered_after_ms(delay_ms: int) -> int:
     """A per-client reconnect delay in ``[min(100, delay), delay]`` ms, so clients sent away together do not
     arrive elsewhere in step."""
     return random.randint(min(100, delay_ms), delay_ms) if delay_ms > 0 else 0
-
-
-def paced_closes(rate: float) -> TokenBucket:
-    """The bucket a drain or a shed takes one token from per close: it holds at most 50 ms worth, so a late tick of
-    the loop may close a few at once, but no second ever sees more than ``rate`` plus that small burst."""
-    return TokenBucket(rate, burst=max(1.0, rate / 20))
-
-
-def pacing(times: Sequence[float]) -> dict[str, float]:
-    """How closes at monotonic ``times`` were spread: seconds from first to last, and the most in any
-    one-second window."""
-    if not times:
-        return {"span_seconds": 0.0, "max_per_second": 0.0}
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return {"span_seconds": round(times[-1] - times[0], 3), "max_per_second": float(most)}
 
 
 class DrainController:
@@ -182,10 +164,12 @@ class DrainController:
             self._tracer, "fleetcast.drain.refusing", {"fleetcast.sessions": len(self._sessions)}, span_name="drain"
         )
         # Step 4: paced closes.
-        pace = paced_closes(rate)
-        while self._sessions and time.monotonic() < deadline:
-            while self._sessions and pace.take() == 0.0:
+        pace = Pacer(rate, time.monotonic())
+        while self._sessions and (now := time.monotonic()) < deadline:
+            count = min(pace.due(now), len(self._sessions))
+            for _ in range(count):
                 self._close_one()
+            pace.closed(now, count)
             await asyncio.sleep(_TICK_SECONDS)
         # Step 5: the deadline passed (or nobody is left): close the rest at once.
         while self._sessions:

@@ -8,8 +8,8 @@ sessions: a client told to go reconnects wherever the Service sends it, and one 
 1. picks ``count`` of the sessions open when it starts, spread over what they subscribe to: each group (transport
    and channel) gives up about the same fraction of its sessions, in an interleaved order, so no channel loses
    all its subscribers here at once and the channels' load moves in proportion;
-2. closes them paced at ``rate`` per second (the drain's bucket, ``paced_closes``), each told to come back after
-   a jittered ``after_ms`` (WebSocket: ``reconnect`` then close 1012 ``rebalance``; SSE:
+2. closes them paced at ``rate`` per second (the drain's :class:`~fleetcast.drain.pacing.Pacer`), each told to
+   come back after a jittered ``after_ms`` (WebSocket: ``reconnect`` then close 1012 ``rebalance``; SSE:
    ``fleetcast.reconnect``); clients resume from their last id, so nothing is lost;
 3. stops when the count is reached, when the picked sessions are gone, or at once when a drain starts (the
    drain moves everyone anyway).
@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 from opentelemetry.trace import Tracer
 
 from fleetcast.core import disconnects
-from fleetcast.drain.controller import DrainSettings, jittered_after_ms, paced_closes, pacing
+from fleetcast.drain.controller import DrainSettings, jittered_after_ms
+from fleetcast.drain.pacing import Pacer, pacing
 from fleetcast.observability import tracing
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class ShedController:
         return min(self._left, len(self._order)) if self.shedding else 0
 
     def pacing(self) -> dict[str, float]:
-        """How the current (or last) shed's closes were spread (see :func:`fleetcast.drain.controller.pacing`)."""
+        """How the current (or last) shed's closes were spread (see :func:`fleetcast.drain.pacing.pacing`)."""
         return pacing(list(self.close_times))
 
     def begin(self, count: int, *, rate: float | None = None, round: str = "") -> bool:
@@ -166,12 +167,15 @@ class ShedController:
     async def _steps(self) -> None:
         start, closed_before = time.monotonic(), self.closed
         try:
-            pace = paced_closes(self._rate)
+            pace = Pacer(self._rate, time.monotonic())
             while self._left > 0 and self._order and not self._halted():
+                now = time.monotonic()
                 if pace.rate != self._rate:  # a newer shed replaced this one's rate
-                    pace = paced_closes(self._rate)
-                while self._left > 0 and self._order and pace.take() == 0.0:
-                    self._close_next()
+                    pace = Pacer(self._rate, now)
+                due, count = pace.due(now), 0
+                while count < due and self._left > 0 and self._order:
+                    count += self._close_next()
+                pace.closed(now, count)
                 await asyncio.sleep(_TICK_SECONDS)
         finally:
             halted = self._halted()
@@ -192,8 +196,9 @@ class ShedController:
             if self.on_state is not None:
                 asyncio.get_running_loop().call_soon(self.on_state)  # after the task is done: heartbeat says so
 
-    def _close_next(self) -> None:
-        """Close the next picked session still open; those gone already are skipped (they cost no token)."""
+    def _close_next(self) -> int:
+        """Close the next picked session still open (1), or find none left (0); those gone already are skipped
+        (they cost no place in the pace)."""
         while self._order:
             session = self._order.popleft()
             if session not in self._sessions or session.wire.closed:
@@ -203,4 +208,5 @@ class ShedController:
             self._left -= 1
             self.closed += 1
             self.close_times.append(time.monotonic())
-            return
+            return 1
+        return 0

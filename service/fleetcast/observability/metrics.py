@@ -105,6 +105,8 @@ class GatewaySnapshot:
     broker_errors: Mapping[str, int]
     broker_channels: int | None = None
     """Channels the embedded broker holds in this process (None on Redis, where streams expire on their own)."""
+    broker_shards: Mapping[str, bool] | None = None
+    """Redis Cluster: each master (``host:port``) and whether this pod reaches it; None elsewhere."""
     multiplexed: MultiplexedStreams | None = None
     """Multiplexed SSE streams; None reports none."""
     shed_remaining: int = 0
@@ -175,6 +177,14 @@ class GatewayCollector(Collector):
             "operation",
             s.broker_errors,
         )
+        if s.broker_shards is not None:
+            yield _labelled(
+                GaugeMetricFamily,
+                "fleetcast_redis_shard_up",
+                "Redis Cluster: 1 while this pod's live connection to the master is up, by master (host:port).",
+                "shard",
+                {shard: int(up) for shard, up in s.broker_shards.items()},
+            )
         if s.broker_channels is not None:
             yield GaugeMetricFamily(
                 "fleetcast_broker_channels", "Channels the embedded broker holds in memory.", s.broker_channels

@@ -31,6 +31,9 @@ def test_defaults_match_the_crd() -> None:
         ({"redis": {}}, "spec.redis"),
         ({"redis": {"url": "redis://x", "secretRef": {"name": "s"}}}, "spec.redis"),
         ({"redis": {"url": "http://x"}}, "spec.redis.url"),
+        ({"redis": {"url": "redis://x:1", "mode": "sentinel"}}, "spec.redis.mode"),
+        ({"redis": {"url": "redis://x:1,y/0", "mode": "cluster"}}, "spec.redis.url"),
+        ({"redis": {"url": "redis://x:1", "waitReplicas": -1}}, "redis.waitReplicas"),
         ({"autoscaling": {"tolerance": 2}}, "autoscaling.tolerance"),
         ({"autoscaling": {"targetConnectionsPerPod": 0}}, "targetConnectionsPerPod"),
         ({"drain": {"timeoutSeconds": True}}, "drain.timeoutSeconds"),
@@ -85,6 +88,17 @@ def test_secret_redis_url_and_otel_env() -> None:
     assert env["FLEETCAST_REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "redis", "key": "url"}}
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel:4317"
     assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.5"
+
+
+def test_redis_mode_and_wait_replicas_reach_the_pods() -> None:
+    """spec.redis.mode and waitReplicas become FLEETCAST_REDIS_MODE / _WAIT_REPLICAS; the defaults are standalone, 0."""
+    plain = {e["name"]: e.get("value") for e in resources.environment("edge", parse_gateway_spec(BASE))}
+    assert (plain["FLEETCAST_REDIS_MODE"], plain["FLEETCAST_REDIS_WAIT_REPLICAS"]) == ("standalone", "0")
+    redis = {"secretRef": {"name": "seeds"}, "mode": "cluster", "waitReplicas": 1}
+    spec = parse_gateway_spec({**BASE, "redis": redis})
+    assert (spec.redis.mode, spec.redis.wait_replicas, spec.redis.secret_name) == ("cluster", 1, "seeds")
+    env = {e["name"]: e.get("value") for e in resources.environment("edge", spec)}
+    assert (env["FLEETCAST_REDIS_MODE"], env["FLEETCAST_REDIS_WAIT_REPLICAS"]) == ("cluster", "1")
 
 
 def test_auth_defaults_to_closed() -> None:
