@@ -16,7 +16,6 @@ from fleetcast import __version__
 from fleetcast.api import admin, channels, errors, health, metrics
 from fleetcast.api.browsers import BrowserGuard, header
 from fleetcast.auth.credentials import TOKEN_SCOPE_KEY, take_query_token
-from fleetcast.observability import tracing
 from fleetcast.pod import Pod
 from fleetcast.settings import Settings
 from fleetcast.transports import websocket
@@ -93,7 +92,7 @@ def create_app(settings: Settings, pod: Pod | None = None, admin_token: str | No
     app.router.routes.append(channels.publish_route)
     app.include_router(channels.router)
     app.include_router(health.router)
-    if tracing.tracer() is not None:
+    if the_pod.tracer is not None:
         _instrument(app)
     if admin_token is None or not settings.admin.port:
         return Gateway(app, the_pod)

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import time
 
+from opentelemetry.trace import Tracer
+
 from fleetcast.auth.authenticator import Authenticator
 from fleetcast.auth.origins import OriginPolicy
 from fleetcast.auth.principal import ANONYMOUS, Principal
@@ -33,7 +35,6 @@ from fleetcast.drain.controller import DrainController
 from fleetcast.drain.shed import ShedController
 from fleetcast.errors import FleetcastError
 from fleetcast.hub.hub import Hub
-from fleetcast.observability import tracing
 from fleetcast.observability.metrics import GatewaySnapshot, MultiplexedStreams
 from fleetcast.session.access import Access
 from fleetcast.session.counters import SessionCounters
@@ -67,23 +68,46 @@ def make_broker(settings: Settings) -> tuple[Broker, Fleet]:
     from fleetcast.broker.redis_fleet import RedisFleet
     from fleetcast.broker.redis_streams import RedisStreamsBroker
 
-    url, namespace, mode = settings.broker.redis_url, settings.server.namespace, settings.broker.redis_mode
+    url, namespace, section = settings.broker.redis_url, settings.server.namespace, settings.broker
     keys = Keys(namespace, gateway)
-    broker = RedisStreamsBroker(url, keys=keys, mode=mode, wait_replicas=settings.broker.redis_wait_replicas)
-    return broker, RedisFleet(url, gateway=gateway, pod=pod, namespace=namespace, mode=mode)
+    broker = RedisStreamsBroker(
+        url,
+        keys=keys,
+        mode=section.redis_mode,
+        wait_replicas=section.redis_wait_replicas,
+        timeout=section.redis_timeout,
+        max_connections=section.redis_max_connections,
+        read_count=section.redis_read_count,
+    )
+    fleet = RedisFleet(
+        url, gateway=gateway, pod=pod, namespace=namespace, mode=section.redis_mode, timeout=section.redis_timeout
+    )
+    return broker, fleet
 
 
 class Pod:
-    def __init__(self, settings: Settings, broker: Broker | None = None, fleet: Fleet | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker | None = None,
+        fleet: Fleet | None = None,
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.settings = settings
+        self.tracer = tracer
+        """From ``tracing.setup_from_environment`` at start-up, handed to every part that traces (None: off)."""
         if broker is None or fleet is None:
             default_broker, default_fleet = make_broker(settings)
             broker, fleet = broker or default_broker, fleet or default_fleet
         # Resume bursts: identical concurrent history reads share one read, and reads are bounded in number.
-        self.broker: Broker = CoalescingBroker(broker)
+        self.broker: Broker = CoalescingBroker(
+            broker,
+            max_concurrent_reads=settings.broker.read_concurrency,
+            wait_timeout=settings.broker.read_wait_timeout,
+        )
         self.fleet = fleet
-        tracer = tracing.tracer()  # None unless start-up configured tracing (OTEL_TRACES_EXPORTER)
-        self.hub = Hub(self.broker, tracer=tracer)
+        self.hub = Hub(self.broker, unwatch_grace_seconds=settings.broker.unwatch_grace_seconds, tracer=tracer)
         self.presence = Presence(
             make_presence(settings, self.hub),
             fleet,
@@ -110,12 +134,7 @@ class Pod:
         self.access = Access(self.policies, expiry_leeway=settings.auth.jwt_leeway_seconds)
         self.origins = OriginPolicy(settings.auth.allowed_origins)
         self.publisher = Publisher(self.broker, tracer=tracer)
-        limits = settings.limits
-        self.limits = Limits(
-            outbox_max_bytes=limits.outbox_max_bytes,
-            publish_per_second=limits.ws_publish_per_second,
-            publish_burst=limits.ws_publish_burst,
-        )
+        self.limits: Limits = settings.session
         self.connections: dict[str, int] = {"ws": 0, "sse": 0}
         self.connecting = 0
         """Connections still sending their request line and headers (the server's HTTP protocol keeps this)."""
@@ -124,11 +143,11 @@ class Pod:
         """Every open session, for drain and for the bytes they hold unsent."""
         self.multiplexed = MultiplexedStreams()
         self._wake = asyncio.Event()
-        self.drain = DrainController(self.sessions, settings.drain)
+        self.drain = DrainController(self.sessions, settings.drain, tracer=tracer)
         # A drain's start and end reach the registry at once, then every half second while it runs.
         self.drain.on_state = self._wake.set
         # A rebalance moves some clients away while the pod stays ready; a drain cuts it short.
-        self.shed = ShedController(self.sessions, settings.drain, halted=lambda: self.drain.draining)
+        self.shed = ShedController(self.sessions, settings.drain, halted=lambda: self.drain.draining, tracer=tracer)
         self.shed.on_state = self._wake.set
         self._policies_stale = True
         self._housekeeping: asyncio.Task[None] | None = None
@@ -168,6 +187,7 @@ class Pod:
             principal=principal,
             presence=self.presence,
             client_id=client_id,
+            tracer=self.tracer,
         )
         self.connections[wire.kind] += 1
         self.sessions.add(session)

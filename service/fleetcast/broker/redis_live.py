@@ -10,8 +10,10 @@ the notifications that arrive meanwhile, so a lost connection costs no event and
 wakes it with ``CLIENT UNBLOCK`` from a pooled connection; correctness does not depend on the wake-up, since
 each channel's cursor is fixed when ``watch`` returns.
 
-Both hand each channel's events to the delivery callback in id order, once: every batch is filtered against
-the channel's cursor (the last delivered id) before delivery, whatever path it came by.
+Both hand each channel's events to the delivery callback in id order, once. Each channel's cursor holds a
+:class:`~fleetcast.core.feed.Feed`, the same sans-I/O state machine a client subscription resumes with: while a
+channel catches up its live events are buffered, then the ones the read did not cover are released, and live
+events at or below the last one read are dropped.
 
 Lost history. After every reconnect both catch each channel up with the broker's read script, which applies the
 gap rule of :mod:`fleetcast.broker.base` to the cursor atomically: when events after it are gone (trimmed before
@@ -51,6 +53,7 @@ from fleetcast.broker.redis_common import (
 from fleetcast.broker.redis_presence import MARK
 from fleetcast.contract.keys import Keys
 from fleetcast.core import ids
+from fleetcast.core.feed import LIVE, REPLAYING, Feed
 from fleetcast.core.ids import EventId
 from fleetcast.errors import BrokerUnavailable
 
@@ -63,18 +66,20 @@ SYNC_BUFFER = 10_000
 
 
 class Cursor:
-    """One watched channel: where delivery stands, and what arrived while it was catching up."""
+    """One watched channel: its stream key and its :class:`~fleetcast.core.feed.Feed`, which knows where
+    delivery stands (``feed.last``: the last event delivered, or the stream's last id at watch time; None until
+    known) and buffers what arrives while the channel catches up (``REPLAYING``)."""
 
-    __slots__ = ("buffer", "channel", "key", "last", "overflowed", "syncing")
+    __slots__ = ("channel", "feed", "key")
 
     def __init__(self, channel: str, key: str, last: EventId | None) -> None:
         self.channel = channel
         self.key = key
-        self.last = last
-        """Id of the last event delivered (or the stream's last id at watch time); None until known."""
-        self.syncing = True
-        self.buffer: list[Event] = []
-        self.overflowed = False
+        self.feed: Feed[Event] = Feed(
+            buffer_limit=SYNC_BUFFER,
+            last=None if last is None else ids.format_id(last),
+            state=REPLAYING if last is None else LIVE,
+        )
 
 
 def parse_entries(entries: Sequence[Any]) -> list[Event]:
@@ -141,44 +146,54 @@ class LiveReader:
         """Set by the owner before it cancels :meth:`run`; every loop checks it (see ``stop_task``)."""
 
     def emit(self, cursor: Cursor, events: Sequence[Event]) -> None:
-        """Deliver the events newer than the cursor, advance it. Stale cursors (unwatched) deliver nothing."""
-        if self.cursors.get(cursor.channel) is not cursor or cursor.last is None:
+        """Hand live events to the feed: buffered while it catches up, else the ones it has not delivered yet
+        are delivered (and the cursor advances). Stale cursors (unwatched: the feed is closed) deliver nothing."""
+        if not events:
             return
-        fresh = [e for e in events if ids.parse(e.id) > cursor.last]
-        if not fresh:
+        start = cursor.feed.live(events)
+        if start < 0:
             return
-        cursor.last = ids.parse(fresh[-1].id)
         try:
-            self._deliver(cursor.channel, fresh)
+            self._deliver(cursor.channel, events[start:] if start else events)
         except Exception:
             log.exception("delivery callback failed for %s; the reader goes on", cursor.channel)
 
     async def catch_up(self, cursor: Cursor) -> None:
         """Deliver what the stream holds after the cursor, page by page, with the gap rule applied to the cursor:
         if events after it are gone, signal ``lost`` before delivering the rest (from the oldest retained event).
+        Then the feed goes live, releasing what arrived meanwhile and was not read (no await after the read).
 
-        Stops early if the channel is unwatched meanwhile. Raises what Redis raises (the caller reconnects).
+        The feed must be replaying (see ``resync``). Stops early if the channel is unwatched meanwhile. Raises
+        what Redis raises (the caller reconnects).
         """
-        while self.cursors.get(cursor.channel) is cursor and cursor.last is not None:
-            cursor.overflowed = False
-            since = ids.format_id(cursor.last)
+        feed = cursor.feed
+        while self.cursors.get(cursor.channel) is cursor and feed.last is not None:
+            since = feed.read_from()
             gap, earliest, _, entries = await redis_scripts.READ.run(
                 self._client, [cursor.key], [since, self._read_count]
             )
             if self.cursors.get(cursor.channel) is not cursor:
                 return
             if gap:
-                self.report_lost(cursor, text(earliest) or None)
-            self.emit(cursor, parse_entries(entries))
-            if len(entries) < self._read_count and not cursor.overflowed:
-                return
+                self.report_lost(cursor, since, text(earliest) or None)
+            events = parse_entries(entries)
+            if events:
+                self._deliver_safely(cursor.channel, events)
+            if not feed.history(events, full=len(entries) >= self._read_count):
+                break
+        if feed.state is REPLAYING and feed.last is not None:
+            self.emit(cursor, feed.go_live())
 
-    def report_lost(self, cursor: Cursor, earliest: str | None) -> None:
-        """Events after the cursor are gone: tell the callback, then restart the cursor at the stream's start
+    def _deliver_safely(self, channel: str, events: Sequence[Event]) -> None:
+        try:
+            self._deliver(channel, events)
+        except Exception:
+            log.exception("delivery callback failed for %s; the reader goes on", channel)
+
+    def report_lost(self, cursor: Cursor, requested: str, earliest: str | None) -> None:
+        """Events after ``requested`` are gone: tell the callback, then restart the cursor at the stream's start
         (a stream recreated after a restart may number its events below the old cursor)."""
-        assert cursor.last is not None
-        requested = ids.format_id(cursor.last)
-        cursor.last = ids.ZERO
+        cursor.feed.rewind()
         log.warning("history of %s after %s is lost (earliest now %s)", cursor.channel, requested, earliest)
         if self._lost is None:
             return
@@ -224,7 +239,9 @@ class LiveReader:
         raise NotImplementedError
 
     async def unwatch(self, channel: str) -> None:
-        self.cursors.pop(channel, None)
+        cursor = self.cursors.pop(channel, None)
+        if cursor is not None:
+            cursor.feed.close()
 
 
 class XreadReader(LiveReader):
@@ -243,12 +260,14 @@ class XreadReader(LiveReader):
         await conn.send_command("CLIENT", "ID")
         self._client_id = int(await conn.read_response())
         # Catch up each channel from its cursor before blocking: XREAD alone would skip lost history silently.
-        for cursor in [c for c in self.cursors.values() if c.last is not None]:
-            await self.catch_up(cursor)
+        for cursor in [c for c in self.cursors.values() if c.feed.last is not None]:
+            if self.cursors.get(cursor.channel) is cursor:  # not unwatched while an earlier one caught up
+                cursor.feed.resync()
+                await self.catch_up(cursor)
         self._set_ready(True)
         backoff.reset()
         while not self.stopping:
-            cursors = [c for c in self.cursors.values() if c.last is not None]
+            cursors = [c for c in self.cursors.values() if c.feed.last is not None]
             if not cursors:
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -261,7 +280,7 @@ class XreadReader(LiveReader):
             by_key = {c.key.encode(): c for c in cursors}
             args: list[str | int] = ["XREAD", "COUNT", self._read_count, "BLOCK", self.BLOCK_MS, "STREAMS"]
             args += [c.key for c in cursors]
-            args += [ids.format_id(c.last) for c in cursors if c.last is not None]
+            args += [c.feed.last for c in cursors if c.feed.last is not None]
             self._blocked, self._woken = True, False
             try:
                 await conn.send_command(*args)
@@ -316,10 +335,10 @@ class NotifyReader(LiveReader):
     async def session(self, conn: Connection, backoff: Backoff) -> None:
         self._conn = conn
         self._connected.set()
-        cursors = [c for c in self.cursors.values() if c.last is not None]
+        cursors = [c for c in self.cursors.values() if c.feed.last is not None]
         waiting = []
         for cursor in cursors:
-            cursor.syncing, cursor.buffer, cursor.overflowed = True, [], False
+            cursor.feed.resync()
             waiting.append(self._expect_confirmation(self.keys.notify(cursor.channel).encode()))
         batch = self.SUBSCRIBE_BATCH
         for start in range(0, len(cursors), batch):
@@ -349,10 +368,8 @@ class NotifyReader(LiveReader):
                     await asyncio.gather(*waiting)
             self._set_ready(True)
             for cursor in cursors:
+                # Ends live: whatever arrives later finds the cursor up to date.
                 await self.catch_up(cursor)
-                # No await from here on: whatever arrives later finds the cursor live and up to date.
-                buffered, cursor.buffer, cursor.syncing = cursor.buffer, [], False
-                self.emit(cursor, buffered)
             backoff.reset()
         except Exception as exc:
             # The session notices the closed connection and reconnects; catching up starts over then.
@@ -377,10 +394,8 @@ class NotifyReader(LiveReader):
                 self._announce(cursor, message[2])
                 return
             event = parse_notification(message[2])
-            if cursor.syncing:
-                cursor.buffer.append(event)
-                if len(cursor.buffer) > SYNC_BUFFER:
-                    cursor.buffer, cursor.overflowed = [], True
+            if cursor.feed.state is REPLAYING:
+                cursor.feed.live((event,))  # buffered (or, past SYNC_BUFFER, reread from the stream)
                 return
             batch = self._pending.setdefault(cursor, [])
             batch.append(event)
@@ -464,18 +479,19 @@ class NotifyReader(LiveReader):
                     await confirmed
             # Subscribed: every event appended from now on arrives as a notification. The stream's last id
             # now marks where this watch starts; notifications up to it are covered by the caller's read.
-            cursor.last = await last_id(self._client, cursor.key)
+            last = await last_id(self._client, cursor.key)
         except BaseException:
             if self.cursors.get(channel) is cursor:
                 await self.unwatch(channel)
             raise
-        buffered, cursor.buffer, cursor.syncing = cursor.buffer, [], False
-        self.emit(cursor, buffered)
+        if cursor.feed.state is REPLAYING:  # else unwatched meanwhile
+            self.emit(cursor, cursor.feed.go_live(ids.format_id(last)))
 
     async def unwatch(self, channel: str) -> None:
         cursor = self.cursors.pop(channel, None)
         if cursor is None:
             return
+        cursor.feed.close()
         key = self.keys.notify(channel)
         self._by_key.pop(key.encode(), None)
         self._pending.pop(cursor, None)

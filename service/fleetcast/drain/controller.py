@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from opentelemetry.trace import Tracer
+
 from fleetcast.core import disconnects
 from fleetcast.drain.pacing import Pacer, pacing
 from fleetcast.observability import tracing
@@ -59,9 +61,11 @@ def jittered_after_ms(delay_ms: int) -> int:
 
 
 class DrainController:
-    def __init__(self, sessions: set[Session], settings: DrainSettings) -> None:
+    def __init__(self, sessions: set[Session], settings: DrainSettings, *, tracer: Tracer | None = None) -> None:
         self._sessions = sessions
         self.settings = settings
+        self._tracer = tracer
+        """One ``drain`` span per drain, its steps as events (None: tracing off)."""
         self.state: State = "serving"
         self.accepting = True
         """False once new sessions are turned away (step 3)."""
@@ -131,7 +135,7 @@ class DrainController:
         return True
 
     async def _run(self, rate: float, timeout: float) -> None:
-        tracer = tracing.tracer()
+        tracer = self._tracer
         if tracer is None:
             await self._steps(rate, timeout)
             return
@@ -144,6 +148,7 @@ class DrainController:
         deadline = start + timeout
         log.info("drain started: %d sessions, %.0f/s, deadline %.0f s", len(self._sessions), rate, timeout)
         tracing.add_event(
+            self._tracer,
             "fleetcast.drain.start",
             {
                 "fleetcast.sessions": len(self._sessions),
@@ -155,7 +160,9 @@ class DrainController:
         # Step 2: endpoints stop sending us clients; those that still come are served and drained below.
         await asyncio.sleep(min(self.settings.propagation_seconds, max(0.0, deadline - time.monotonic())))
         self.accepting = False
-        tracing.add_event("fleetcast.drain.refusing", {"fleetcast.sessions": len(self._sessions)}, span_name="drain")
+        tracing.add_event(
+            self._tracer, "fleetcast.drain.refusing", {"fleetcast.sessions": len(self._sessions)}, span_name="drain"
+        )
         # Step 4: paced closes.
         pace = Pacer(rate, time.monotonic())
         while self._sessions and (now := time.monotonic()) < deadline:
@@ -172,6 +179,7 @@ class DrainController:
             self.on_state()
         log.info("drain done: %d sessions closed in %.1f s", self.closed, time.monotonic() - start)
         tracing.add_event(
+            self._tracer,
             "fleetcast.drain.finish",
             {"fleetcast.drain.closed": self.closed, "fleetcast.drain.seconds": time.monotonic() - start},
             span_name="drain",

@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from opentelemetry.trace import Tracer
+
 from fleetcast.core import disconnects
 from fleetcast.drain.controller import DrainSettings, jittered_after_ms
 from fleetcast.drain.pacing import Pacer, pacing
@@ -66,10 +68,16 @@ def spread_order(sessions: list[Session], rng: random.Random | None = None) -> l
 
 class ShedController:
     def __init__(
-        self, sessions: set[Session], settings: DrainSettings, *, halted: Callable[[], bool] = lambda: False
+        self,
+        sessions: set[Session],
+        settings: DrainSettings,
+        *,
+        halted: Callable[[], bool] = lambda: False,
+        tracer: Tracer | None = None,
     ) -> None:
         self._sessions = sessions
         self.settings = settings
+        self._tracer = tracer
         self._halted = halted
         """True when a shed must stop at once (the pod started draining)."""
         self.closed = 0
@@ -110,6 +118,7 @@ class ShedController:
         self.close_times.clear()
         log.info("shed %d of %d sessions at %.0f/s (round %r)", self._left, len(self._order), self._rate, round)
         tracing.add_event(
+            self._tracer,
             "fleetcast.shed.start",
             {
                 "fleetcast.shed.count": self._left,
@@ -147,7 +156,7 @@ class ShedController:
         return True
 
     async def _run(self) -> None:
-        tracer = tracing.tracer()
+        tracer = self._tracer
         if tracer is None:
             await self._steps()
             return
@@ -179,6 +188,7 @@ class ShedController:
                 time.monotonic() - start,
             )
             tracing.add_event(
+                self._tracer,
                 "fleetcast.shed.finish",
                 {"fleetcast.shed.closed": self.closed - closed_before, "fleetcast.shed.halted": halted},
                 span_name="shed",

@@ -7,10 +7,11 @@ Configuration is only the OpenTelemetry environment (docs/observability.md):
 * ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER(_ARG)``, ``OTEL_BSP_*`` and the
   ``OTEL_EXPORTER_OTLP_*`` options are read by the SDK itself.
 
-Off must cost nothing on the hot path, so this module does not hand out a no-op tracer: :func:`tracer` returns
-None when tracing is off, and the hot paths (the hub's fan-out, publishing) test that once and skip every span,
-context and traceparent operation. Only rare paths (a slow consumer, a drain) call :func:`add_event`, which is a
-global lookup when off.
+Off must cost nothing on the hot path, so this module does not hand out a no-op tracer:
+:func:`setup_from_environment` returns None when tracing is off, the pod passes that tracer (or None) to every part
+that traces, and the hot paths (the hub's fan-out, publishing) test it once and skip every span, context and
+traceparent operation. Only rare paths (a slow consumer, a drain) call :func:`add_event`, which returns at once
+when given None.
 
 The span shapes follow the OpenTelemetry messaging conventions: a PRODUCER span ``send <channel>`` around the
 append, whose context is the W3C ``traceparent`` stored with the event; a CONSUMER span ``process <channel>``
@@ -41,8 +42,8 @@ MAX_LINKS = 128
 _INSTRUMENTATION = "fleetcast"
 _EXPORTERS = ("otlp", "console", "none")
 
-_tracer: Tracer | None = None
 _provider: SdkTracerProvider | None = None
+"""The provider start-up installed, kept only to flush it at exit (:func:`shutdown`)."""
 
 
 def exporter_choice(environ: Mapping[str, str]) -> str:
@@ -53,14 +54,16 @@ def exporter_choice(environ: Mapping[str, str]) -> str:
     return choice
 
 
-def setup_from_environment(default_service_name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Install a tracer provider as the environment says; True if tracing is on. Call once, at start-up."""
-    global _tracer, _provider
+def setup_from_environment(default_service_name: str, environ: Mapping[str, str] | None = None) -> Tracer | None:
+    """Install a tracer provider as the environment says and return fleetcast's tracer, or None when tracing is
+    off. Call once, at start-up, and pass the answer to the parts that trace (the pod hands it on): nothing
+    reads a tracer from a global, so the order of set-up cannot turn tracing off by accident."""
+    global _provider
     env = os.environ if environ is None else environ
     choice = exporter_choice(env)
     if choice == "none":
-        _tracer = _provider = None
-        return False
+        _provider = None
+        return None
     from opentelemetry.sdk.resources import OTELResourceDetector, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -78,22 +81,16 @@ def setup_from_environment(default_service_name: str, environ: Mapping[str, str]
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
-    _tracer = provider.get_tracer(_INSTRUMENTATION)
     log.info("tracing on: %s exporter, service %s", choice, resource.attributes.get("service.name"))
-    return True
+    return provider.get_tracer(_INSTRUMENTATION)
 
 
 def shutdown() -> None:
     """Flush and stop the exporter (at process exit); nothing when tracing is off."""
-    global _tracer, _provider
+    global _provider
     if _provider is not None:
         _provider.shutdown()
-    _tracer = _provider = None
-
-
-def tracer() -> Tracer | None:
-    """fleetcast's tracer, or None when tracing is off (then make no span at all)."""
-    return _tracer
+    _provider = None
 
 
 def traceparent(span: Span) -> str:
@@ -163,14 +160,14 @@ def start_consumer(tracer: Tracer, channel: str, events: Sequence[_Traced], subs
     )
 
 
-def add_event(name: str, attributes: Mapping[str, AttributeValue], *, span_name: str) -> None:
+def add_event(tracer: Tracer | None, name: str, attributes: Mapping[str, AttributeValue], *, span_name: str) -> None:
     """Record a rare action (slow consumer, drop) as a span event: on the current span when one records (a
     delivery's ``process`` span), else on a short span ``span_name`` of its own. Nothing when tracing is off."""
-    if _tracer is None:
+    if tracer is None:
         return
     current = trace.get_current_span()
     if current.is_recording():
         current.add_event(name, attributes)
         return
-    with _tracer.start_as_current_span(span_name, kind=SpanKind.INTERNAL) as span:
+    with tracer.start_as_current_span(span_name, kind=SpanKind.INTERNAL) as span:
         span.add_event(name, attributes)

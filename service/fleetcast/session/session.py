@@ -1,14 +1,15 @@
 """The session core: one client connection's subscriptions, whatever its transport.
 
-Resume without gaps or duplicates (docs/protocol.md) lives here, once:
+Resume without gaps or duplicates (docs/protocol.md) is decided by each subscription's
+:class:`~fleetcast.core.feed.Feed` (sans-I/O, in ``core/``) and driven from here:
 
-1. register the subscription with the hub first, so live batches start arriving, and buffer them;
+1. register the subscription with the hub first, so live batches start arriving; the feed buffers them;
 2. read the stream after ``since`` page by page and write each page to the client; if the read reports a gap,
    say so first, then continue from the oldest retained event;
-3. flush the buffered live events whose id is greater than the last replayed one, and go live.
+3. the feed releases the buffered live events whose id is greater than the last replayed one, and goes live.
 
-The live buffer is bounded; when it overflows during a long replay it is emptied and the replay reads one more
-pass from the stream, which still holds what the buffer dropped (or reports the gap if it does not).
+The live buffer is bounded; when it overflows during a long replay it is emptied and the replay reads once more
+from the stream, which still holds what the buffer dropped (or reports the gap if it does not).
 
 The session writes pre-encoded bytes to its :class:`~fleetcast.session.wire.Wire` and judges a slow consumer by
 the bytes the wire holds. It never creates a task: the transport's own request task drives it.
@@ -19,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
+
+from opentelemetry.trace import Tracer
 
 from fleetcast.auth.principal import ANONYMOUS, Principal
 from fleetcast.broker.base import Broker, Event
@@ -29,6 +32,7 @@ from fleetcast.contract.presence import Entry
 from fleetcast.core import disconnects, ids
 from fleetcast.core.backoff import server_delay_ms
 from fleetcast.core.disconnects import Disconnect
+from fleetcast.core.feed import CLOSED, IGNORE, LIVE, PARK, PARKED, REPLAYING, Feed, Gap, park_offset
 from fleetcast.core.messages import Ref
 from fleetcast.errors import BadRequest, ChannelFull, FleetcastError, Forbidden, InvalidEventId, RateLimited
 from fleetcast.hub.batch import Batch
@@ -38,6 +42,7 @@ from fleetcast.observability import tracing
 from fleetcast.session.access import Access
 from fleetcast.session.backlog import Backlog
 from fleetcast.session.counters import SessionCounters
+from fleetcast.session.limits import Limits as Limits  # re-exported: tests and tools import it from here
 from fleetcast.session.presence import Presence, presence_readable
 from fleetcast.session.publisher import Publisher
 from fleetcast.session.ratelimit import TokenBucket
@@ -46,113 +51,53 @@ from fleetcast.session.wire import Codec, Wire
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-session bounds."""
-
-    outbox_max_bytes: int = 4 * 1024 * 1024
-    """A session holding more unsent bytes than this is a slow consumer."""
-    replay_page: int = 500
-    """Events per history read during a resume."""
-    replay_pending_max: int = 10_000
-    """Live events buffered per subscription while its replay runs."""
-    replay_drain_seconds: float = 10.0
-    """How long a replay waits for the client to take a page before calling it a slow consumer."""
-    max_channels: int = 100
-    """Subscriptions one connection may hold."""
-    publish_per_second: float = 50.0
-    """Publishes one connection may make per second (token bucket)."""
-    publish_burst: float = 100.0
-    """Publishes one connection may make at once before the rate applies."""
-    subscribe_per_second: float = 20.0
-    """Subscribe and unsubscribe requests one connection may make per second."""
-    subscribe_burst: float = 200.0
-    """... at once: a client resuming every channel after a reconnect (up to ``max_channels``) fits."""
-    presence_reads_per_second: float = 5.0
-    """``presence`` and ``presence_stats`` requests one connection may make per second (a page can be 1,000
-    entries: a client looping on it would keep Redis scanning)."""
-    presence_reads_burst: float = 20.0
-    abuse_strikes: int = 20
-    """Requests refused for rate in a row, after which the connection is cut off (4129)."""
-
-
 class Subscription:
-    """One channel of one session. The hub calls :meth:`deliver`."""
+    """One channel of one session: the driver of its :class:`~fleetcast.core.feed.Feed`. The hub calls
+    :meth:`deliver` and :meth:`lost`; the feed decides, this class writes, parks or tells."""
 
-    __slots__ = (
-        "active", "backlog", "channel", "entry", "floor", "last_id", "live", "overflowed", "parks", "pending",
-        "pending_count", "policy", "session",
-    )  # fmt: skip
+    __slots__ = ("backlog", "channel", "entry", "feed", "policy", "session")
 
-    def __init__(self, session: Session, channel: str, policy: ChannelPolicy) -> None:
+    def __init__(self, session: Session, channel: str, policy: ChannelPolicy, since: str | None) -> None:
         self.session = session
         self.channel = channel
         self.policy = policy
-        self.parks = policy.slow_consumer != "disconnect"
-        """Whether a lagging client's events are parked (dropOldest, conflate) rather than written on."""
-        self.live = False
-        self.active = True
-        self.pending: list[Batch] = []
-        self.pending_count = 0
-        self.overflowed = False
-        self.last_id: str | None = None
-        """The last event id written for the client on the live path."""
+        self.feed: Feed[Event] = Feed(
+            buffer_limit=session.limits.replay_pending_max, last=since, parks=policy.slow_consumer != "disconnect"
+        )
         self.backlog: Backlog | None = None
         """Events parked while the client is slow (``dropOldest`` and ``conflate`` only)."""
         self.entry: Entry | None = None
         """This subscription's presence entry (channels whose policy has presence)."""
-        self.floor: ids.EventId | None = None
-        """After a replay: the last replayed id. A live batch may still carry events the replay already read
-        (appended before the read, delivered after it); they are dropped until an event above the floor."""
 
     def deliver(self, batch: Batch) -> None:
-        if not self.active:
-            return
-        if self.live:
-            if self.floor is not None:
-                batch = self._above_floor(batch)
-                if not batch.events:
-                    return
-            self.session.deliver_live(self, batch)
-            return
-        self.pending.append(batch)
-        self.pending_count += len(batch)
-        if self.pending_count > self.session.limits.replay_pending_max:
-            # The stream still has these events; the replay reads them again (see the module docstring).
-            self.pending.clear()
-            self.pending_count = 0
-            self.overflowed = True
+        """The per-subscriber live path: one feed decision, then one write of the batch's shared bytes."""
+        feed = self.feed
+        start = feed.live(batch.events, not feed.parks or self.session.wire.writable)
+        if start:
+            if start == IGNORE:
+                return
+            if start <= PARK:
+                start = park_offset(start)
+                self.session.park(self, batch.events[start:] if start else batch.events)
+                return
+            batch = Batch(batch.channel, batch.events[start:])
+        session = self.session
+        unsent = session.wire.write(session.encode(batch))
+        if unsent > session.limits.outbox_max_bytes:
+            session.slow_consumer(batch.channel, unsent)
 
     def presence(self, notice: Notice) -> None:
         """A join or leave: written once live (replays carry no presence), where the policy asks for them."""
-        if self.active and self.live and self.policy.presence_join_leave:
+        if self.feed.state in (LIVE, PARKED) and self.policy.presence_join_leave:
             self.session.send(self.session.codec.presence(notice))
 
     def lost(self, requested: str, earliest: str | None) -> None:
-        if not self.active:
-            return
-        if self.backlog is not None:
+        gap = self.feed.lost()
+        if gap is Gap.NOW:
+            self.session.send(self.session.codec.gap(self.channel, requested, earliest))
+        elif gap is Gap.AFTER_BACKLOG and self.backlog is not None:
             # Parked events from before the hole must reach the client before the gap does.
             self.backlog.note_lost(requested, earliest)
-        elif self.live:
-            self.session.send(self.session.codec.gap(self.channel, requested, earliest))
-        else:
-            # Mid-replay: the replay's next read applies the gap rule and reports it in order.
-            self.pending.clear()
-            self.pending_count = 0
-            self.overflowed = True
-
-    def _above_floor(self, batch: Batch) -> Batch:
-        floor = self.floor
-        assert floor is not None
-        if ids.parse(batch.events[0].id) > floor:
-            self.floor = None
-            return batch
-        fresh = [e for e in batch.events if ids.parse(e.id) > floor]
-        if fresh:
-            self.floor = None
-            return Batch(batch.channel, fresh)
-        return Batch(batch.channel, ())
 
 
 class Session:
@@ -177,6 +122,7 @@ class Session:
         principal: Principal = ANONYMOUS,
         presence: Presence | None = None,
         client_id: str | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.hub = hub
         self.broker = broker
@@ -186,7 +132,7 @@ class Session:
         self.codec = codec
         self.limits = limits
         self.counters = counters if counters is not None else SessionCounters()
-        self._encode = codec.events
+        self.encode = codec.events
         self.subscriptions: dict[str, Subscription] = {}
         self.principal = principal
         self.presence = presence
@@ -195,6 +141,8 @@ class Session:
         self.presence_conn: str | None = None
         self.presence_client: str | None = None
         """Set by :class:`Presence` on this connection's first presence entry."""
+        self.tracer = tracer
+        """Where slow-consumer events are recorded (None: tracing off)."""
         self._expiry: asyncio.TimerHandle | None = None
         self._buckets: dict[str, TokenBucket] | None = None
         """Per-connection request rates, made on first use (most sessions only ever subscribe once)."""
@@ -290,65 +238,49 @@ class Session:
         cap = policy.max_subscribers_per_pod
         if cap is not None and self.hub.subscriber_count(channel) >= cap:
             raise ChannelFull(f"{channel!r} has the {cap} subscribers this pod admits; try again in a moment")
-        subscription = Subscription(self, channel, policy)
+        subscription = Subscription(self, channel, policy, since)
         self.subscriptions[channel] = subscription
         try:
             await self.hub.join(channel, subscription)
             if since is None:
                 info = await self.broker.info(channel)
                 self.wire.write(self.codec.subscribed(channel, ref, True, info.latest))
-                last = None
             else:
-                last = await self._replay(subscription, since, ref)
-            self._go_live(subscription, last)
-            if policy.presence_enabled and self.presence is not None and subscription.active:
+                await self._replay(subscription, ref)
+            if subscription.feed.state is REPLAYING:
+                # No await from here on: the buffered live events the replay did not cover, then live.
+                fresh = subscription.feed.go_live()
+                if fresh:
+                    subscription.deliver(Batch(channel, fresh))
+            if policy.presence_enabled and self.presence is not None and subscription.feed.state is not CLOSED:
                 subscription.entry = self.presence.join(self, channel, announced=policy.presence_join_leave)
         except BaseException:
             self._drop(subscription)
             raise
 
-    async def _replay(self, subscription: Subscription, since: str, ref: Ref) -> str | None:
-        channel = subscription.channel
-        last = since
+    async def _replay(self, subscription: Subscription, ref: Ref) -> None:
+        """Write the history after the feed's last id, page by page, a gap first where the stream lost some;
+        read on while pages are full or the live buffer overflowed meanwhile (the feed says which)."""
+        channel, feed, page = subscription.channel, subscription.feed, self.limits.replay_page
         first = True
         while True:
-            subscription.overflowed = False
-            while True:
-                history = await self.broker.read(channel, last, self.limits.replay_page)
-                if self.wire.closed or not subscription.active:
-                    return last
-                if first:
-                    self.wire.write(self.codec.subscribed(channel, ref, not history.gap, history.latest))
-                    first = False
-                if history.gap:
-                    self.wire.write(self.codec.gap(channel, last, history.earliest))
-                if history.events:
-                    self.wire.write(self.codec.events(self.hub.replay_batch(channel, history.events)))
-                    last = history.events[-1].id
-                if len(history.events) < self.limits.replay_page:
-                    break
-                if not await self.wire.drain(self.limits.replay_drain_seconds):
-                    self.close(disconnects.SLOW_CONSUMER)
-                    return last
-            if not subscription.overflowed:
-                return last
-
-    def _go_live(self, subscription: Subscription, last: str | None) -> None:
-        """Flush the live events buffered during the replay that it did not cover, then deliver directly."""
-        pending, subscription.pending = subscription.pending, []
-        subscription.pending_count = 0
-        subscription.live = True
-        subscription.last_id = last
-        if last is None:
-            for batch in pending:
-                self.deliver_live(subscription, batch)
-            return
-        last_id = ids.parse(last)
-        fresh: list[Event] = [e for batch in pending for e in batch.events if ids.parse(e.id) > last_id]
-        if fresh:
-            self.deliver_live(subscription, Batch(subscription.channel, fresh))
-        else:
-            subscription.floor = last_id
+            since = feed.read_from()
+            history = await self.broker.read(channel, since, page)
+            if self.wire.closed or feed.state is CLOSED:
+                return
+            if first:
+                self.wire.write(self.codec.subscribed(channel, ref, not history.gap, history.latest))
+                first = False
+            if history.gap:
+                self.wire.write(self.codec.gap(channel, since, history.earliest))
+            if history.events:
+                self.wire.write(self.codec.events(self.hub.replay_batch(channel, history.events)))
+            full = len(history.events) >= page
+            if not feed.history(history.events, full=full):
+                return
+            if full and not await self.wire.drain(self.limits.replay_drain_seconds):
+                self.close(disconnects.SLOW_CONSUMER)
+                return
 
     def unsubscribe(self, channel: str) -> bool:
         """Leave a channel; False if not subscribed. Rate-limited with subscribe requests."""
@@ -364,8 +296,7 @@ class Session:
         if subscription.entry is not None and self.presence is not None:
             self.presence.leave(subscription.entry)
             subscription.entry = None
-        subscription.active = False
-        subscription.pending.clear()
+        subscription.feed.close()
         subscription.backlog = None
         self._backlogged.discard(subscription)
         if self.subscriptions.get(subscription.channel) is subscription:
@@ -377,34 +308,26 @@ class Session:
         if not self.wire.closed:
             self.wire.write(data)
 
-    def deliver_live(self, subscription: Subscription, batch: Batch) -> None:
-        """Write a live batch, or park it if the client is slow and the channel's policy keeps slow clients.
+    def slow_consumer(self, channel: str, unsent: int) -> None:
+        """A live write left more unsent than the outbox admits: close with 4108 (the client resumes)."""
+        log.info("slow consumer on %s: %d bytes unsent", channel, unsent)
+        self.counters.slow_disconnects += 1
+        tracing.add_event(
+            self.tracer,
+            "fleetcast.slow_consumer.disconnect",
+            {"messaging.destination.name": channel, "fleetcast.buffered_bytes": unsent},
+            span_name=f"slow_consumer {channel}",
+        )
+        self.close(disconnects.SLOW_CONSUMER)
 
-        The per-delivery path: one encoding lookup (cached on the batch), one write that also says how much
-        the client has not taken yet. Closed wires ignore the write and answer 0."""
-        wire = self.wire
-        if subscription.backlog is not None or (subscription.parks and not wire.writable):
-            self._park(subscription, batch)
-            return
-        unsent = wire.write(self._encode(batch))
-        subscription.last_id = batch.events[-1].id
-        if unsent > self.limits.outbox_max_bytes:
-            log.info("slow consumer on %s: %d bytes unsent", batch.channel, unsent)
-            self.counters.slow_disconnects += 1
-            tracing.add_event(
-                "fleetcast.slow_consumer.disconnect",
-                {"messaging.destination.name": batch.channel, "fleetcast.buffered_bytes": unsent},
-                span_name=f"slow_consumer {batch.channel}",
-            )
-            self.close(disconnects.SLOW_CONSUMER)
-
-    def _park(self, subscription: Subscription, batch: Batch) -> None:
+    def park(self, subscription: Subscription, events: Sequence[Event]) -> None:
+        """Keep live events for a lagging client (its feed is parked) until :meth:`flush_backlogs`."""
         if subscription.backlog is None:
             subscription.backlog = Backlog(
-                subscription.policy, max_bytes=self.limits.outbox_max_bytes, floor=subscription.last_id or "0-0"
+                subscription.policy, max_bytes=self.limits.outbox_max_bytes, floor=subscription.feed.last or "0-0"
             )
             self._backlogged.add(subscription)
-        subscription.backlog.add(batch.events)
+        subscription.backlog.add(events)
 
     def flush_backlogs(self) -> None:
         """The client takes bytes again: write what was parked (a gap first where events were dropped)."""
@@ -428,11 +351,10 @@ class Session:
                 self.wire.write(self.codec.gap(channel, lost[0], lost[1]))
             if after:
                 self.wire.write(self.codec.events(Batch(channel, after)))
-            if events or after:
-                subscription.last_id = (after or events)[-1].id
             if backlog.dropped:
                 self.counters.dropped[subscription.policy.slow_consumer] += backlog.dropped
                 tracing.add_event(
+                    self.tracer,
                     "fleetcast.slow_consumer.drop",
                     {
                         "messaging.destination.name": channel,
@@ -443,6 +365,7 @@ class Session:
                 )
             subscription.backlog = None
             self._backlogged.discard(subscription)
+            subscription.feed.unpark((after or events)[-1].id if events or after else None)
 
     def close(self, disconnect: Disconnect, after_ms: int | None = None) -> None:
         if after_ms is None:
