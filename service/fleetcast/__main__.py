@@ -203,12 +203,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        if args.presence_lease_seconds < MIN_LEASE_SECONDS or args.presence_grace_seconds < 0:
+        settings = settings_from(args)
+        if settings.broker.presence_lease_seconds < MIN_LEASE_SECONDS or settings.broker.presence_grace_seconds < 0:
             parser.error(
                 f"--presence-lease-seconds must be at least {MIN_LEASE_SECONDS:g} (five heartbeats) and "
                 "--presence-grace-seconds at least 0"
             )
-        settings = settings_from(args)
         if not 1 <= settings.limits.mux_max_channels <= settings.session.max_channels:
             parser.error(f"--mux-max-channels must be 1 to {settings.session.max_channels} (--max-channels)")
         if settings.admin.port and settings.admin.port == settings.server.port:
