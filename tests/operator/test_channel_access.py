@@ -67,9 +67,17 @@ async def test_the_chat_example_is_private_and_the_scoreboard_public_end_to_end(
             async def scoreboard_public() -> bool:
                 return await status(pod, "scoreboard") == 200
 
+            member = keys.hs256(sub="ann", channels=["chat:*"], publish=["chat:*"])
+
+            async def chat_declared() -> bool:
+                # The operator handles the two Channels concurrently: the scoreboard's policy may land first.
+                async with httpx.AsyncClient(base_url=pod.url, timeout=10) as client:
+                    info = await client.get("/v1/channels/chat:room-42", headers={"Authorization": f"Bearer {member}"})
+                return info.status_code == 200 and info.json()["declared"] is True
+
             await eventually(scoreboard_public, timeout=20, what="the scoreboard policy reaching the pod")
+            await eventually(chat_declared, timeout=20, what="the chat policy reaching the pod")
         assert await status(pod, "chat:room-42") == 401
-        member = keys.hs256(sub="ann", channels=["chat:*"], publish=["chat:*"])
         assert await status(pod, "chat:room-42", member) == 200
         async with ws_client(pod.ws_url, additional_headers={"Authorization": f"Bearer {member}"}) as ws:
             await ws_subscribe(ws, "chat:room-42")
