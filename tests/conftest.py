@@ -12,6 +12,7 @@ from playwright.async_api import Browser, async_playwright
 
 from tests.support.cluster import RedisCluster, redis_cluster
 from tests.support.processes import RedisServer, redis_server
+from tests.support.tokens import Keys
 
 REQUIRE_BROWSER = os.environ.get("FLEETCAST_REQUIRE_BROWSER") == "1"
 CHROMIUM = "/usr/bin/chromium"
@@ -27,6 +28,16 @@ def redis() -> Iterator[RedisServer]:
     """A fresh redis-server (no persistence) for one test."""
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture
+def keys() -> Iterator[Keys]:
+    """Key material in files (HMAC secret, RSA public key, API keys) for one test's pods; removed after it."""
+    made = Keys()
+    try:
+        yield made
+    finally:
+        made.cleanup()
 
 
 @pytest.fixture(scope="session")

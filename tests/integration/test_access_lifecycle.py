@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.exceptions import ConnectionClosed
 
@@ -20,15 +19,6 @@ from tests.support.gateway import QUICK_STOP, GatewayProcess, gateway
 from tests.support.processes import declare, redis_server
 from tests.support.static import StaticServer
 from tests.support.tokens import AUDIENCE, Keys
-
-
-@pytest.fixture
-def keys() -> Iterator[Keys]:
-    made = Keys()
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 async def publish_every(pod: GatewayProcess, api_key: str, channel: str, stop: asyncio.Event) -> list[str]:

@@ -25,13 +25,6 @@ LEASE = "10"
 
 
 @pytest.fixture
-def keys() -> Iterator[Keys]:
-    made = Keys()
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture
 def fleet(keys: Keys) -> Iterator[tuple[RedisServer, GatewayProcess, GatewayProcess]]:
     with redis_server() as redis:
         declare(redis, "room", "--presence", "--join-leave")

@@ -22,13 +22,6 @@ GRACE = 5.0  # the default
 
 
 @pytest.fixture
-def keys() -> Iterator[Keys]:
-    made = Keys()
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture
 def fleet(keys: Keys) -> Iterator[tuple[RedisServer, GatewayProcess, GatewayProcess]]:
     with redis_server() as server:
         declare(server, "room", "--presence", "--join-leave")

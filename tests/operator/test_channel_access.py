@@ -5,13 +5,11 @@ of the Gateway enforces them: ``chat`` (``anonymous: false``) refuses anonymous 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import kmock
-import pytest
 import yaml
 
 from tests.operator.harness import CHANNELS, GATEWAYS, NAMESPACE, create, eventually, new_object, running_operator
@@ -22,15 +20,6 @@ from tests.support.tokens import Keys
 
 EXAMPLES = Path(__file__).parents[2] / "manifests" / "examples"
 GATEWAY = "edge"
-
-
-@pytest.fixture
-def keys() -> Iterator[Keys]:
-    made = Keys()
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 def example(name: str) -> dict[str, Any]:
